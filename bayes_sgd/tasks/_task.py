@@ -1,0 +1,69 @@
+"""The task: inputs, a binary target, and the split into training set S and test set E."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """A binary classification task with a fixed, ordered test set E.
+
+    A *function* is the bit string of a network's thresholded outputs (output > 0 -> 1) on
+    ``x_test`` in this order; two networks with the same bit string are the same function.
+
+    ``table_order`` (optional) gives, for Boolean tasks, the position of every S and E input in
+    the full truth table so that C_LZ is computed on the whole table (target on S, f on E).
+    """
+
+    name: str
+    x_train: np.ndarray  # (m, *input_shape) float32
+    y_train: np.ndarray  # (m,) uint8 in {0, 1}
+    x_test: np.ndarray  # (k, *input_shape) float32
+    y_test: np.ndarray  # (k,) uint8 in {0, 1}
+    train_index: np.ndarray | None = None  # positions of S in the full table (Boolean tasks)
+    test_index: np.ndarray | None = None  # positions of E in the full table (Boolean tasks)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("y_train", "y_test"):
+            y = getattr(self, name)
+            if y.ndim != 1 or not np.isin(y, (0, 1)).all():
+                raise ValueError(f"task.{name}: expected a 1-d array of 0/1 labels")
+        if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
+            raise ValueError("task: inputs and labels differ in length")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def m(self) -> int:
+        return len(self.y_train)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.y_test)
+
+    @property
+    def x_all(self) -> np.ndarray:
+        """S then E, the order used by the GP joint mode."""
+        return np.concatenate([self.x_train, self.x_test])
+
+    @property
+    def target_function(self) -> str:
+        """The target's bit string on E: the function with zero test error."""
+        return "".join("1" if b else "0" for b in self.y_test)
+
+    def full_table(self, bits_on_test: np.ndarray) -> np.ndarray:
+        """Bits for C_LZ: for Boolean tasks the whole truth table (target on S, f on E);
+        otherwise the function on E itself.  ``bits_on_test`` is (..., k)."""
+        bits_on_test = np.asarray(bits_on_test, dtype=np.uint8)
+        if self.train_index is None:
+            return bits_on_test
+        n = len(self.train_index) + len(self.test_index)
+        out = np.empty(bits_on_test.shape[:-1] + (n,), np.uint8)
+        out[..., self.train_index] = self.y_train
+        out[..., self.test_index] = bits_on_test
+        return out
