@@ -1,0 +1,220 @@
+"""Convolutional network with the NNGP initialisation convention, same API as :class:`FCN`.
+
+Conv layer l computes h_{l+1} = W_l * phi(h_l) + b_l (no phi on the input; NHWC cross-
+correlation as in TF/JAX) with W_l ~ N(0, sigma_w^2 / fan_in), fan_in = k_h * k_w * C_in, and
+b_l ~ N(0, sigma_b^2); the flattened (or globally pooled) last feature map feeds dense layers
+with the same convention and a scalar readout. Parameters are a tuple of ``{"w", "b"}`` dicts
+(conv kernels HWIO); a batch of ``n`` networks carries a leading axis ``n`` on every leaf.
+"""
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass
+from functools import partial
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._activations import get_activation
+
+_PADDINGS = ("VALID", "SAME")
+_POOLINGS = (None, "max", "avg")
+
+
+def _pair(v, field: str, i: int) -> tuple[int, int]:
+    try:
+        t = (operator.index(v),) * 2 if not isinstance(v, (tuple, list)) else tuple(map(operator.index, v))
+    except TypeError:
+        t = ()
+    if len(t) != 2 or min(t) < 1:
+        raise ValueError(f"model.{field}[{i}]: expected a positive int or a pair of them, got {v!r}")
+    return t
+
+
+def _out_size(size: int, k: int, s: int, padding: str) -> int:
+    # TF/JAX conventions; SAME pads the extra row/column after (matters for even kernels)
+    return -(-size // s) if padding == "SAME" else (size - k) // s + 1
+
+
+@dataclass(frozen=True)
+class CNN:
+    """``input_shape`` (H, W[, C]) -> conv layers -> [global pooling] -> dense_widths... -> 1.
+
+    ``kernel_sizes``/``strides`` take ints or (h, w) pairs; ``strides`` defaults to 1 and
+    ``padding`` to "VALID" in every layer. ``pooling`` ("max"/"avg") pools the last feature
+    map globally instead of flattening it. ``intermediate_pooling`` marks conv layers followed
+    by a 2x2, stride 2, SAME max-pool (after the activation).
+    """
+
+    input_shape: tuple[int, ...]
+    filters: tuple[int, ...]
+    kernel_sizes: tuple
+    strides: tuple | None = None
+    padding: tuple[str, ...] | None = None
+    pooling: str | None = None
+    intermediate_pooling: tuple[bool, ...] | None = None
+    activation: str = "relu"
+    sigma_w: float = 1.0
+    sigma_b: float = 1.0
+    dense_widths: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
+        shape = tuple(int(d) for d in self.input_shape)
+        if len(shape) == 2:
+            shape += (1,)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"model.input_shape: expected (H, W) or (H, W, C), got {self.input_shape!r}")
+        set_("input_shape", shape)
+        if not isinstance(self.filters, (tuple, list)):
+            raise ValueError(f"model.filters: expected one channel count per conv layer, got {self.filters!r}")
+        n = len(self.filters)
+        set_("filters", tuple(int(f) for f in self.filters))
+        if n == 0 or min(self.filters) < 1:
+            raise ValueError(f"model.filters: expected one or more positive channel counts, got {self.filters!r}")
+        defaults = {"strides": (1,) * n, "padding": ("VALID",) * n, "intermediate_pooling": (False,) * n}
+        for field in ("kernel_sizes", "strides", "padding", "intermediate_pooling"):
+            v = getattr(self, field)
+            v = defaults[field] if v is None else tuple(v)
+            if len(v) != n:
+                raise ValueError(f"model.{field}: expected {n} entries (one per conv layer), got {len(v)}")
+            set_(field, v)
+        set_("kernel_sizes", tuple(_pair(k, "kernel_sizes", i) for i, k in enumerate(self.kernel_sizes)))
+        set_("strides", tuple(_pair(s, "strides", i) for i, s in enumerate(self.strides)))
+        set_("padding", tuple(str(p).upper() for p in self.padding))
+        set_("intermediate_pooling", tuple(bool(p) for p in self.intermediate_pooling))
+        for i, p in enumerate(self.padding):
+            if p not in _PADDINGS:
+                raise ValueError(f"model.padding[{i}]: expected 'VALID' or 'SAME', got {p!r}")
+        if self.pooling == "none":  # the config spelling of None
+            set_("pooling", None)
+        if self.pooling not in _POOLINGS:
+            raise ValueError(f"model.pooling: expected one of {_POOLINGS}, got {self.pooling!r}")
+        set_("dense_widths", tuple(int(w) for w in self.dense_widths))
+        get_activation(self.activation)  # validate early
+        self.feature_shapes  # noqa: B018  (raises if a kernel does not fit)
+
+    @classmethod
+    def paper(cls, input_shape: Sequence[int], *, filters: int | Sequence[int] = 100, n_layers: int = 4, **kw):
+        """The paper's CNN: filter sizes 5, 2, 5, 2, ...; padding VALID, SAME, ...; stride 1;
+        no pooling; dense readout. The paper's text leaves the channel count open; 100 per
+        layer is the default of its authors' code (nn-pacbayes)."""
+        filters = (filters,) * n_layers if isinstance(filters, int) else tuple(filters)
+        return cls(
+            input_shape=tuple(input_shape),
+            filters=filters,
+            kernel_sizes=((5, 2) * n_layers)[:n_layers],
+            padding=(("VALID", "SAME") * n_layers)[:n_layers],
+            **kw,
+        )
+
+    @property
+    def feature_shapes(self) -> list[tuple[int, int, int]]:
+        """(H, W, C) after each conv layer (and its intermediate pooling)."""
+        h, w, _ = self.input_shape
+        shapes = []
+        for i, (c, (kh, kw), (sh, sw), pad, pool) in enumerate(
+            zip(self.filters, self.kernel_sizes, self.strides, self.padding, self.intermediate_pooling)
+        ):
+            if pad == "VALID" and (kh > h or kw > w):
+                raise ValueError(
+                    f"model.kernel_sizes[{i}]: a {kh}x{kw} VALID conv does not fit the {h}x{w} feature map "
+                    f"it receives (input_shape={self.input_shape})"
+                )
+            h, w = _out_size(h, kh, sh, pad), _out_size(w, kw, sw, pad)
+            if pool:
+                h, w = _out_size(h, 2, 2, "SAME"), _out_size(w, 2, 2, "SAME")
+            shapes.append((h, w, c))
+        return shapes
+
+    @property
+    def readout_dim(self) -> int:
+        h, w, c = self.feature_shapes[-1]
+        return c if self.pooling else h * w * c
+
+    @property
+    def layer_shapes(self) -> list[tuple[tuple[int, ...], tuple[int]]]:
+        """(w shape, b shape) for every layer of one network."""
+        shapes, c_in = [], self.input_shape[-1]
+        for c, (kh, kw) in zip(self.filters, self.kernel_sizes):
+            shapes.append(((kh, kw, c_in, c), (c,)))
+            c_in = c
+        dims = [self.readout_dim, *self.dense_widths, 1]
+        shapes += [((i, o), (o,)) for i, o in zip(dims[:-1], dims[1:])]
+        return shapes
+
+    @property
+    def n_params(self) -> int:
+        return sum(math.prod(w) + math.prod(b) for w, b in self.layer_shapes)
+
+    def init(self, *, key: jax.Array, n: int, dtype=jnp.float32):
+        """Draw ``n`` independent networks from the prior; every leaf has leading axis ``n``."""
+        return _init(self, key, int(n), jnp.dtype(dtype))
+
+    def _as_nhwc(self, x: jax.Array) -> jax.Array:
+        h, w, c = self.input_shape
+        ok = {(h, w, c), (h * w * c,)} | ({(h, w)} if c == 1 else set())
+        if tuple(x.shape[1:]) not in ok:
+            raise ValueError(f"CNN.apply: expected inputs of shape (N, {h}, {w}, {c}), got {tuple(x.shape)}")
+        return x.reshape(x.shape[0], h, w, c)
+
+    def apply(self, params, x: jax.Array) -> jax.Array:
+        """Outputs of ONE network (unbatched params) on inputs (N, H, W[, C]) or (N, H*W*C) -> (N,)."""
+        phi = get_activation(self.activation)
+        n_conv = len(self.filters)
+        h = self._as_nhwc(x)
+        for l in range(n_conv):
+            if l > 0:
+                h = phi(h)
+                if self.intermediate_pooling[l - 1]:
+                    h = _max_pool_2x2(h)
+            h = lax.conv_general_dilated(
+                h,
+                params[l]["w"],
+                window_strides=self.strides[l],
+                padding=self.padding[l],
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            ) + params[l]["b"]
+        h = phi(h)
+        if self.intermediate_pooling[-1]:
+            h = _max_pool_2x2(h)
+        if self.pooling == "avg":
+            h = h.mean(axis=(1, 2))
+        elif self.pooling == "max":
+            h = h.max(axis=(1, 2))
+        else:
+            h = h.reshape(h.shape[0], -1)
+        for l, layer in enumerate(params[n_conv:]):
+            if l > 0:
+                h = phi(h)
+            h = h @ layer["w"] + layer["b"]
+        return h[:, 0]
+
+    def apply_batched(self, params, x: jax.Array) -> jax.Array:
+        """Outputs of a batch of networks on shared inputs: (n, N)."""
+        return jax.vmap(self.apply, in_axes=(0, None))(params, x)
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _init(model: CNN, key, n: int, dtype):
+    # One standard-normal draw for all leaves, sliced and scaled: one RNG kernel to compile
+    # instead of one per leaf shape (each costs seconds on CPU), same iid law.
+    shapes = [s for pair in model.layer_shapes for s in pair]
+    z = jax.random.normal(key, (n, sum(math.prod(s) for s in shapes)), dtype)
+    leaves, offset = [], 0
+    for shape in shapes:
+        size = math.prod(shape)
+        leaves.append(z[:, offset:offset + size].reshape(n, *shape))
+        offset += size
+    layers = []
+    for w, b in zip(leaves[::2], leaves[1::2]):
+        fan_in = math.prod(w.shape[1:-1])  # k_h * k_w * C_in for conv, in_dim for dense
+        layers.append({"w": (model.sigma_w / math.sqrt(fan_in)) * w, "b": model.sigma_b * b})
+    return tuple(layers)
+
+
+def _max_pool_2x2(h: jax.Array) -> jax.Array:
+    return lax.reduce_window(h, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "SAME")
