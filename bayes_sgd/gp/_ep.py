@@ -1,0 +1,264 @@
+"""Expectation propagation for a GP prior with Heaviside (noise-free probit) likelihoods.
+
+Model: ``f ~ N(m, K)`` and ``p(y | f) = prod_i Theta(y_i f_i)``, so ``Z = P(sign(f) = y)``.
+We run EP on ``g = f - m ~ N(0, K)`` with site likelihoods ``Theta(y_i (g_i + m_i))`` and
+Gaussian sites ``t_i(g_i) ∝ exp(-tau_i g_i^2 / 2 + nu_i g_i)`` (Rasmussen & Williams 2006, Alg. 3.5).
+
+Site update from the cavity ``N(mu_c, s_c^2)`` (R&W eqs. 3.56-3.59 with the probit noise -> 0):
+``z = y (mu_c + m) / s_c``, ``Zhat = Phi(z)``, ``lam = N(z)/Phi(z)``, ``r = lam (z + lam)``,
+``mu_hat = mu_c + y s_c lam``, ``s_hat^2 = s_c^2 (1 - r)``.
+
+Posterior (R&W eq. 3.53 via ``B = I + S^1/2 K S^1/2``, ``L L^T = B``, ``V = L^-1 S^1/2 K``):
+``Sigma = K - V^T V``, ``mu = Sigma nu``. Every ``tau_i >= 0`` (the Heaviside site is
+log-concave), hence ``B >= I`` is always well conditioned for Cholesky and every cavity has
+precision ``>= 1/K_ii`` (Schur complement of ``K^-1 + S``).
+
+Variants: "sequential" is R&W Alg. 3.5 (rank-one update of Sigma after each site, O(n^2) per
+site in a Python loop; fresh factorisation after each sweep). "parallel" updates every site
+from the current cavities at once, damped, then refactorises once per sweep (O(n^3), all in
+LAPACK). Its damping adapts: halved when the residual grows, x0.7 when the residual vector
+reverses direction (oscillation), x1.5 (up to 1) otherwise. Both have the same fixed points.
+
+EP marginal likelihood (R&W eq. 3.65; written in natural parameters so that sites with
+``tau_i -> 0`` cause no 0 * inf):
+
+    ln Z_EP = sum_i ln Zhat_i + nu^T mu / 2 - sum_i ln L_ii
+              - 1/2 sum_i (mu_i^2 / Sigma_ii - mu_c,i^2 / s_c,i^2) + 1/2 sum_i ln(1 + tau_i s_c,i^2)
+
+(``ln|B| = 2 sum ln L_ii``, ``ln Zhat_i = log_ndtr(z_i)``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.linalg import blas, lapack
+from scipy.special import erfcx, log_ndtr
+
+_SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+_CF_TERMS = 60  # continued fraction for z < -3: full float64 accuracy (checked against mpmath)
+
+PARALLEL_THRESHOLD = 256  # above this size the one-Cholesky-per-sweep parallel EP is used
+_MIN_DAMPING = 0.02
+_GROW, _SHRINK = 1.5, 0.7  # adaptive damping factors of the parallel variant
+_EXPLICIT_BELOW = 1e-6  # see _Posterior
+
+
+class _CholeskyFailed(Exception):
+    pass
+
+
+@dataclass
+class EPState:
+    """Converged (or last) EP approximation ``q(f) = N(mu, Sigma)`` of ``p(f | sign(f) = y)``.
+
+    ``tau``, ``nu``: site natural parameters (for ``g = f - mean``); ``mu``: posterior mean of
+    ``f``; ``var``: posterior marginal variances; ``alpha = (K + S^-1)^-1 mu_tilde`` so that the
+    predictive mean is ``m_E + K_ES alpha``; ``chol_B``: lower Cholesky factor of
+    ``I + S^1/2 K S^1/2``; ``log_Z``: EP estimate of ``ln P(sign(f) = y)``.
+    """
+
+    tau: np.ndarray
+    nu: np.ndarray
+    mu: np.ndarray
+    var: np.ndarray
+    alpha: np.ndarray
+    chol_B: np.ndarray
+    log_Z: float
+    signs: np.ndarray
+    mean: np.ndarray
+    jitter: float
+    n_iter: int
+    converged: bool
+    variant: str
+    residual: float
+    history: list = field(default_factory=list, repr=False)
+
+
+def trunc_moments(z):
+    """``(ln Phi(z), lam, r, 1 - r)`` with ``lam = N(z)/Phi(z)``, ``r = lam (z + lam)``.
+
+    ``1 - r`` is the variance ratio of a standard normal truncated to ``(-z, inf)``; it tends
+    to ``1/z^2`` as ``z -> -inf``, where ``1 - lam (z + lam)`` cancels catastrophically, so for
+    ``z < -3`` we use the Laplace continued fraction of the Mills ratio,
+    ``Phi(-x)/N(x) = 1/(x + 1/(x + 2/(x + 3/(x + ...))))``: with tails ``T_1, T_2`` of it,
+    ``z + lam = T_1`` and ``1 - r = (T_2 - T_1) / (x + T_2)``.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    log_phi = log_ndtr(z)
+    lam = _SQRT_2_OVER_PI / erfcx(-z / np.sqrt(2.0))
+    r = lam * (z + lam)
+    omr = 1.0 - r
+    tail = z < -3.0
+    if np.any(tail):
+        x = -z[tail]
+        t = np.zeros_like(x)
+        for k in range(_CF_TERMS, 1, -1):
+            t = k / (x + t)
+        t2 = t
+        t1 = 1.0 / (x + t2)
+        omr_t = (t2 - t1) / (x + t2)
+        omr[tail] = omr_t
+        r[tail] = 1.0 - omr_t
+    return log_phi, lam, r, omr
+
+
+def _sites_from_posterior(tau, nu, mu_g, var, y, m, tau_floor):
+    """Cavities, tilted moments and the undamped site targets for every site at once."""
+    tau_c = np.maximum(1.0 / var - tau, tau_floor)  # >= 1/K_ii exactly; guards round-off
+    nu_c = mu_g / var - nu
+    mu_c = nu_c / tau_c
+    sd_c = 1.0 / np.sqrt(tau_c)
+    z = y * (mu_c + m) / sd_c
+    log_zhat, lam, r, omr = trunc_moments(z)
+    tau_new = tau_c * r / omr
+    nu_new = tau_c * (mu_c * r + y * sd_c * lam) / omr
+    mu_hat = mu_c + y * sd_c * lam
+    # fixed-point residual: tilted vs current marginal moments, in posterior-sd units
+    rvec = np.concatenate([(mu_hat - mu_g) / np.sqrt(var), np.log(omr / (tau_c * var))])
+    return dict(tau_c=tau_c, mu_c=mu_c, log_zhat=log_zhat, tau_new=tau_new, nu_new=nu_new,
+                rvec=rvec, resid=float(np.max(np.abs(rvec))))
+
+
+class _Posterior:
+    """Posterior of g for given sites from one Cholesky and one triangular inverse of B.
+
+    With ``L L^T = B`` and ``C = L^-1`` (dtrtri, n^3/3 flops; a triangular solve for
+    ``V = L^-1 S^1/2 K`` would cost n^3), ``Sigma = S^-1/2 (I - B^-1) S^-1/2`` gives
+    ``Sigma_ii = (1 - b_i) / tau_i`` with ``b_i = (B^-1)_ii = ||C e_i||^2``. That cancels when
+    ``tau_i Sigma_ii = 1 - b_i`` is tiny (uninformative sites), so below ``_EXPLICIT_BELOW``
+    those columns use ``Sigma_ii = K_ii - ||C S^1/2 K e_i||^2``, which only needs the columns
+    of C for informative sites. (Measured: the two forms agree to 1e-9 relative at
+    ``1 - b_i = 1e-6`` and to 1e-12 above 1e-3.)
+    """
+
+    def __init__(self, K, tau, nu):
+        n = K.shape[0]
+        sw = np.sqrt(tau)
+        # K is symmetric, so the C-ordered buffer read as Fortran is the same matrix: no copy.
+        B = np.multiply(K, sw[:, None])
+        B *= sw[None, :]
+        B.flat[:: n + 1] += 1.0
+        L, info = lapack.dpotrf(B.T, lower=1, clean=1, overwrite_a=1)
+        if info != 0:
+            raise _CholeskyFailed(f"dpotrf info={info}")
+        C, info = lapack.dtrtri(L, lower=1)
+        if info != 0:
+            raise _CholeskyFailed(f"dtrtri info={info}")
+        one_minus_b = 1.0 - np.einsum("ij,ij->j", C, C)
+        explicit = ~(one_minus_b >= _EXPLICIT_BELOW)
+        var = np.empty(n)
+        implicit = ~explicit
+        var[implicit] = one_minus_b[implicit] / tau[implicit]
+        T = np.flatnonzero(explicit)
+        if T.size:
+            A = np.flatnonzero(sw > 0)  # rows of S^1/2 K that are not identically zero
+            W = C[:, A] @ (sw[A, None] * K[np.ix_(A, T)])
+            var[T] = K[T, T] - np.einsum("ij,ij->j", W, W)
+        if not np.all(var > 0) or not np.all(np.isfinite(var)):
+            raise _CholeskyFailed("non-positive posterior variance")
+        Knu = K @ nu
+        # w = B^-1 S^1/2 K nu; mu = Sigma nu = K nu - K S^1/2 w; alpha = nu - S^1/2 w
+        # (R&W Alg. 3.6) so that predictive means are K_ES alpha
+        w = C.T @ (C @ (sw * Knu))
+        self.mu = Knu - K @ (sw * w)
+        self.alpha = nu - sw * w
+        self.L, self.C, self.sw, self.var = L, C, sw, var
+        self.logdet_half = float(np.sum(np.log(np.diag(L))))
+
+
+def _log_z(post: _Posterior, tau, nu, s) -> float:
+    mu, var = post.mu, post.var
+    return float(np.sum(s["log_zhat"]) + 0.5 * nu @ mu - post.logdet_half
+                 - 0.5 * np.sum(mu**2 / var - s["mu_c"] ** 2 * s["tau_c"])
+                 + 0.5 * np.sum(np.log1p(tau / s["tau_c"])))
+
+
+def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
+           parallel_threshold=PARALLEL_THRESHOLD, verbose=False):
+    """EP for ``P(sign(f) = y)``, ``f ~ N(m, K)``; K must already include any jitter.
+
+    ``variant``: "sequential" (R&W Alg. 3.5, rank-one updates, O(n^2) per site),
+    "parallel" (all sites updated from the current cavities, then one Cholesky per sweep),
+    or "auto" (parallel when n > parallel_threshold). Converged when the largest discrepancy
+    between tilted and posterior marginal moments (mean in sd units, log-variance) < ``tol``.
+    Raises ``_CholeskyFailed`` so the caller can escalate jitter.
+    """
+    n = K.shape[0]
+    if variant == "auto":
+        variant = "parallel" if n > parallel_threshold else "sequential"
+    adapt = damping is None
+    if damping is None:
+        damping = 0.5 if variant == "parallel" else 1.0
+    if max_iter is None:
+        max_iter = 200 if variant == "parallel" else 50
+    tau_floor = 1.0 / np.diag(K)
+    tau = np.zeros(n)
+    nu = np.zeros(n)
+    post = _Posterior(K, tau, nu)
+    s = _sites_from_posterior(tau, nu, post.mu, post.var, y, m, tau_floor)
+    history = []
+    converged = False
+    it = 0
+    delta = float(damping)
+    t0 = time.perf_counter()
+    for it in range(1, max_iter + 1):
+        if variant == "parallel":
+            tau = tau + delta * (s["tau_new"] - tau)
+            nu = nu + delta * (s["nu_new"] - nu)
+        else:
+            _sequential_sweep(K, tau, nu, post, y, m, delta, tau_floor)
+        post = _Posterior(K, tau, nu)  # sequential: fresh factorisation, no rank-one drift
+        s_new = _sites_from_posterior(tau, nu, post.mu, post.var, y, m, tau_floor)
+        lz = _log_z(post, tau, nu, s_new)
+        history.append((it, lz, s_new["resid"], delta, time.perf_counter() - t0))
+        if verbose:
+            print(f"EP[{variant}] it={it} logZ={lz:.6f} resid={s_new['resid']:.2e} "
+                  f"damping={delta:.3f}")
+        if s_new["resid"] < tol:
+            converged = True
+            break
+        if adapt and variant == "parallel":
+            # Parallel updates double-count strongly correlated sites and can overshoot: damp
+            # harder when the residual grows or flips direction (oscillation), relax towards
+            # undamped updates while it shrinks smoothly.
+            cos = float(s_new["rvec"] @ s["rvec"]) / (
+                np.linalg.norm(s_new["rvec"]) * np.linalg.norm(s["rvec"]) + 1e-300)
+            if s_new["resid"] > s["resid"]:
+                delta = max(0.5 * delta, _MIN_DAMPING)
+            elif cos < 0:
+                delta = max(_SHRINK * delta, _MIN_DAMPING)
+            else:
+                delta = min(_GROW * delta, 1.0)
+        s = s_new
+    return post, tau, nu, lz, it, converged, variant, s_new["resid"], history
+
+
+def _sequential_sweep(K, tau, nu, post: _Posterior, y, m, delta, tau_floor):
+    """One sweep of R&W Alg. 3.5 in place on (tau, nu); Sigma kept by rank-one updates."""
+    n = K.shape[0]
+    Sigma = np.asfortranarray(K - _v_t_v(K, post))
+    mu = post.mu.copy()
+    for i in range(n):
+        sii = Sigma[i, i]
+        tc = max(1.0 / sii - tau[i], tau_floor[i])
+        nc = mu[i] / sii - nu[i]
+        mc = nc / tc
+        sdc = 1.0 / np.sqrt(tc)
+        z = y[i] * (mc + m[i]) / sdc
+        _, lam, r, omr = trunc_moments(np.array([z]))
+        lam, r, omr = lam[0], r[0], omr[0]
+        t_new = tau[i] + delta * (tc * r / omr - tau[i])
+        n_new = nu[i] + delta * (tc * (mc * r + y[i] * sdc * lam) / omr - nu[i])
+        dt, dn = t_new - tau[i], n_new - nu[i]
+        tau[i], nu[i] = t_new, n_new
+        c = dt / (1.0 + dt * sii)
+        si = Sigma[:, i].copy()
+        mu += si * (dn / (1.0 + dt * sii) - c * mu[i])
+        Sigma = blas.dger(-c, si, si, a=Sigma, overwrite_a=1)
+
+
+def _v_t_v(K, post: _Posterior):
+    V = post.C @ (post.sw[:, None] * K)  # only used for n <= parallel_threshold
+    return V.T @ V
