@@ -100,17 +100,20 @@ def fcn_nngp_kernel_for(model, X1, X2=None) -> np.ndarray:
                            sigma_b=model.sigma_b, activation=model.activation)
 
 
-def _default_chunk(model, n_inputs: int) -> int:
-    """Networks per batch keeping parameters under 2^24 floats and the widest activation,
-    estimated as ``n_inputs * max(last axis of a parameter leaf)`` per network (exact for the
-    FCN; misses spatial extent for convolutions), under 2^26 floats."""
+def _default_chunk(model, input_shape: tuple[int, ...]) -> int:
+    """Networks per batch keeping parameters under 2^24 floats and the widest activation under
+    2^26 floats. The activation of one network on one input is estimated as the largest
+    parameter fan-out (last axis of a leaf: width or channels) times the input's spatial size
+    (``prod(shape[1:-1])``, 1 for flat inputs): exact for the FCN, right order for 'same'-padded
+    convolutions."""
     import jax
 
     shapes = jax.tree_util.tree_leaves(
         jax.eval_shape(lambda k: model.init(key=k, n=1), jax.random.key(0)))
     n_params = sum(math.prod(a.shape) for a in shapes)
     widest = max(a.shape[-1] for a in shapes)
-    return max(1, min(4096, (1 << 24) // max(n_params, 1), (1 << 26) // max(n_inputs * widest, 1)))
+    per_net = input_shape[0] * widest * math.prod(input_shape[1:-1])
+    return max(1, min(4096, (1 << 24) // max(n_params, 1), (1 << 26) // max(per_net, 1)))
 
 
 def mc_nngp_kernel(model, X, *, key, n_samples: int, chunk: int | None = None) -> np.ndarray:
@@ -124,9 +127,8 @@ def mc_nngp_kernel(model, X, *, key, n_samples: int, chunk: int | None = None) -
     ``Var(K_hat_xx') = (K_xx K_x'x' + K_xx'^2) / n`` (Isserlis), see ``mc_kernel_stderr``.
 
     Networks are drawn ``chunk`` at a time (key ``fold_in(key, i)`` for chunk ``i``, so the
-    result depends on ``chunk``). Memory is O(chunk * (params + N * widest layer) + N^2); the
-    default ``chunk`` keeps the first term under ~2^26 floats for FCNs (for CNNs, whose
-    activations carry spatial dimensions, pass ``chunk`` explicitly).
+    result depends on ``chunk``). Memory is O(chunk * (params + N * widest activation) + N^2);
+    the default ``chunk`` keeps the first term under ~2^26 floats (see ``_default_chunk``).
     """
     import jax
     import jax.numpy as jnp
@@ -134,7 +136,7 @@ def mc_nngp_kernel(model, X, *, key, n_samples: int, chunk: int | None = None) -
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise ValueError(f"n_samples: expected a positive int, got {n_samples!r}")
     if chunk is None:
-        chunk = _default_chunk(model, int(np.shape(X)[0]))
+        chunk = _default_chunk(model, tuple(int(d) for d in np.shape(X)))
     elif isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk: expected a positive int, got {chunk!r}")
     chunk = int(min(chunk, n_samples))
