@@ -3,7 +3,27 @@
 Every model exposes ``init(*, key, n) -> params`` (leading axis ``n`` on every leaf),
 ``apply(params, x) -> (N,)`` for one network and ``apply_batched(params, x) -> (n, N)``.
 """
+import math
+
 from ._activations import ACTIVATIONS, get_activation
+from ._cnn import CNN
 from ._fcn import FCN
 
-__all__ = ["ACTIVATIONS", "FCN", "get_activation"]
+__all__ = ["ACTIVATIONS", "CNN", "FCN", "build_model", "get_activation"]
+
+
+def build_model(cfg, input_shape: tuple[int, ...]):
+    """The model described by a ``ModelConfig`` for inputs of ``input_shape``."""
+    if cfg.arch == "fcn":
+        return FCN(in_dim=math.prod(input_shape), widths=tuple(cfg.widths),
+                   activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)
+    if cfg.arch == "cnn":
+        if len(input_shape) != 3:
+            raise ValueError(f"model.arch: 'cnn' needs image inputs (H, W, C), got shape {input_shape}")
+        return CNN(input_shape=tuple(input_shape), filters=tuple(cfg.filters),
+                   kernel_sizes=tuple(cfg.kernel_sizes), strides=tuple(cfg.strides),
+                   padding=tuple(cfg.padding),
+                   pooling=None if cfg.pooling == "none" else cfg.pooling,
+                   activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b,
+                   dense_widths=tuple(cfg.widths) if cfg.widths else ())
+    raise ValueError(f"model.arch: expected 'fcn' or 'cnn', got {cfg.arch!r}")

@@ -1,0 +1,82 @@
+"""Command line: ``bayes-sgd run [CONFIG] [--out DIR] [--set key=value ...]``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bayes-sgd", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment (default: the n=7 Boolean experiment)")
+    run.add_argument("config", nargs="?", help="TOML config (default: the embedded n=7 experiment)")
+    run.add_argument("--out", help="results folder (default: results/<name>); rerun to resume")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, e.g. --set samplers.sgd.lr=0.01")
+    run.add_argument("--scheduler", help="Dask scheduler address (tcp://host:port) for chunks")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    show = sub.add_parser("config", help="print the resolved config as JSON")
+    show.add_argument("config", nargs="?")
+    show.add_argument("--set", dest="overrides", action="append", default=[])
+    rep = sub.add_parser("reproduce", help="run a figure's configs and draw it")
+    rep.add_argument("figure", help="figure name, or 'list'")
+    rep.add_argument("--scale", choices=("quick", "paper"), default="quick")
+    rep.add_argument("--out", default="results", help="parent folder of the figure's runs")
+    rep.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .experiment import Interrupted, ResultsFolderError
+
+    try:
+        if args.command == "config":
+            print(json.dumps(load_config(args.config, args.overrides).to_dict(), indent=2))
+            return 0
+        if args.command == "reproduce":
+            from .reproduce import reproduce
+            return reproduce(args.figure, scale=args.scale, out=Path(args.out), quiet=args.quiet)
+        cfg = load_config(args.config, args.overrides)
+        out = Path(args.out or f"results/{cfg.name}")
+        from .experiment import run_experiment
+
+        summary = run_experiment(cfg, out, show_progress=not args.quiet, scheduler=args.scheduler)
+    except (ConfigError, ResultsFolderError, ValueError, FileNotFoundError) as e:
+        print(f"bayes-sgd: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(f"bayes-sgd: interrupted ({e})", file=sys.stderr)
+        return 130
+    _print_summary(summary, out)
+    return 0
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    lines = [f"results: {out}/"]
+    if "rejection" in summary:
+        r = summary["rejection"]
+        lines.append(f"  rejection: {r['n_accepted']:,} of {r['n_samples']:,} accepted "
+                     f"({r['acceptance_rate']:.2e}), {r['n_functions']:,} functions, "
+                     f"{r['samples_per_s']:,.0f} samples/s")
+    if "sgd" in summary:
+        s = summary["sgd"]
+        lines.append(f"  sgd: {s['n_fitted']:,} of {s['n_runs']:,} runs fitted S, "
+                     f"{s['n_functions']:,} functions, median {s['epochs_to_fit_median']} epochs, "
+                     f"{s['runs_per_s']:.1f} runs/s")
+    for pair, by_k in summary["agreement"]["pairs"].items():
+        for k, r in by_k.items():
+            w, wo = r["with_target"], r["without_target"]
+            if w["pearson"] is not None:
+                lines.append(f"  {pair} {k}: {w['n_functions']} functions, Pearson {w['pearson']:.3f}, "
+                             f"Spearman {w['spearman']:.3f} (without target: "
+                             f"{wo['pearson'] if wo['pearson'] is None else round(wo['pearson'], 3)})")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

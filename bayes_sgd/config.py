@@ -1,0 +1,274 @@
+"""Experiment configuration: TOML files, validated field by field.
+
+Every section is a dataclass whose fields carry their constraints; ``load_config`` merges a
+TOML file (or the embedded default) with ``--set key=value`` overrides and raises
+``ConfigError`` naming the dotted field and what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A config field is missing, unknown, or has a value outside what it accepts."""
+
+
+def _spec(default, *, choices=None, min=None, max=None, help="", default_factory=None):
+    meta = {"choices": choices, "min": min, "max": max, "help": help}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
+LOSSES = ("bce", "mse")
+
+
+@dataclass
+class TaskConfig:
+    kind: str = _spec("boolean", choices=("boolean", "image"))
+    # Boolean tasks
+    n: int = _spec(7, min=1, max=20, help="number of input bits")
+    target: str = _spec("paper", help="truth table of 2^n '0'/'1' or a preset name")
+    train_size: int = _spec(32, min=1)
+    train_seed: int = _spec(0, min=0)
+    train_mask: str = _spec("", help="2^n '0'/'1', 1 = in S; overrides train_size")
+    # Image tasks
+    dataset: str = _spec("digits", choices=("digits", "mnist", "fashion-mnist", "cifar10"))
+    data_path: str = _spec("", help="folder of the dataset files ('' = default location)")
+    split: str = _spec("test", choices=("train", "test"))
+    binarize: str = _spec("threshold:5", help="threshold:T (label >= T -> 1) or parity")
+    test_size: int = _spec(100, min=1)
+    corrupt_fraction: float = _spec(0.0, min=0.0, max=1.0)
+    scale: str = _spec("unit", choices=("unit", "standardize"))
+
+
+@dataclass
+class ModelConfig:
+    arch: str = _spec("fcn", choices=("fcn", "cnn"))
+    widths: list[int] = _spec(None, default_factory=lambda: [40, 40], min=1)
+    activation: str = _spec("relu", choices=("relu", "tanh", "erf", "linear"))
+    sigma_w: float = _spec(1.0, min=0.0)
+    sigma_b: float = _spec(1.0, min=0.0)
+    # CNN
+    filters: list[int] = _spec(None, default_factory=lambda: [32, 32, 32, 32], min=1)
+    kernel_sizes: list[int] = _spec(None, default_factory=lambda: [5, 2, 5, 2], min=1)
+    strides: list[int] = _spec(None, default_factory=lambda: [1, 1, 1, 1], min=1)
+    padding: list[str] = _spec(None, default_factory=lambda: ["VALID", "SAME", "VALID", "SAME"],
+                               choices=("VALID", "SAME"))
+    pooling: str = _spec("none", choices=("none", "max", "avg"))
+
+
+@dataclass
+class RejectionConfig:
+    enabled: bool = _spec(True)
+    n_samples: int = _spec(2_000_000, min=1)
+    chunk_size: int = _spec(0, min=0, help="networks per batch; 0 = choose from memory")
+    record_prior: bool = _spec(False, help="also count P(f) on all 2^n inputs")
+
+
+@dataclass
+class SGDConfig:
+    enabled: bool = _spec(True)
+    n_runs: int = _spec(2000, min=1)
+    optimizer: str = _spec("sgd", choices=OPTIMIZERS)
+    lr: float = _spec(0.1, min=0.0)
+    momentum: float = _spec(0.9, min=0.0, max=1.0)
+    batch_size: int = _spec(8, min=1)
+    loss: str = _spec("bce", choices=LOSSES)
+    max_epochs: int = _spec(2000, min=1)
+    epochs_after_fit: int = _spec(0, min=0)
+    slots: int = _spec(0, min=0, help="networks trained at once; 0 = choose from the task")
+    sgld_temperature: float = _spec(0.0, min=0.0, help="> 0 adds Langevin noise (SGLD)")
+
+
+@dataclass
+class GPConfig:
+    enabled: bool = _spec(False)
+    method: str = _spec("ep", choices=("ep", "exact", "minimax-tilting"))
+    mode: str = _spec("joint", choices=("joint", "conditional"))
+    kernel: str = _spec("analytic", choices=("analytic", "monte-carlo"))
+    mc_samples: int = _spec(20000, min=1)
+    tilting_samples: int = _spec(10000, min=10)
+    max_functions: int = _spec(2000, min=1, help="most frequent functions to score")
+
+
+@dataclass
+class NUTSConfig:
+    enabled: bool = _spec(False)
+    beta: float = _spec(30.0, min=0.0)
+    num_chains: int = _spec(4, min=1)
+    num_warmup: int = _spec(500, min=1)
+    num_samples: int = _spec(1000, min=1)
+    thin: int = _spec(1, min=1)
+
+
+@dataclass
+class SamplersConfig:
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    sgd: SGDConfig = field(default_factory=SGDConfig)
+    gp: GPConfig = field(default_factory=GPConfig)
+    nuts: NUTSConfig = field(default_factory=NUTSConfig)
+
+
+@dataclass
+class AnalysisConfig:
+    min_counts: list[int] = _spec(None, default_factory=lambda: [2, 5, 10], min=1)
+    plot: bool = _spec(True)
+
+
+@dataclass
+class Config:
+    name: str = _spec("boolean_n7")
+    seed: int = _spec(0, min=0)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    samplers: SamplersConfig = field(default_factory=SamplersConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---- validation ----------------------------------------------------------------------------
+
+def _describe(tp, meta) -> str:
+    base = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    origin = get_origin(tp)
+    if origin is list:
+        (inner,) = get_args(tp)
+        return f"a list of {_describe(inner, meta)}s".replace("an integers", "integers")
+    text = base.get(tp, str(tp))
+    if meta.get("choices"):
+        text = f"one of {list(meta['choices'])}"
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and hi is not None:
+        text += f" in [{lo}, {hi}]"
+    elif lo is not None:
+        text += f" >= {lo}"
+    return text
+
+
+def _coerce_scalar(path, tp, meta, value):
+    def bad():
+        return ConfigError(f"{path}: expected {_describe(tp, meta)}, got {value!r}")
+
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+    elif tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+    elif tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        value = float(value)
+        if value != value:
+            raise bad()
+    elif tp is str:
+        if not isinstance(value, str):
+            raise bad()
+    if meta.get("choices") and value not in meta["choices"]:
+        raise bad()
+    if meta.get("min") is not None and value < meta["min"]:
+        raise bad()
+    if meta.get("max") is not None and value > meta["max"]:
+        raise bad()
+    return value
+
+
+def _build(cls, data: dict, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a table, got {data!r}")
+    hints = get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(names)
+    if unknown:
+        key = sorted(unknown)[0]
+        raise ConfigError(
+            f"{prefix}{key}: unknown field; expected one of {sorted(names)}")
+    kwargs = {}
+    for name, f in names.items():
+        path = f"{prefix}{name}"
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data.get(name, {}), path + ".")
+            continue
+        if name not in data:
+            continue
+        value = data[name]
+        if get_origin(tp) is list:
+            (inner,) = get_args(tp)
+            if not isinstance(value, list) or not value:
+                raise ConfigError(f"{path}: expected {_describe(tp, f.metadata)}, got {value!r}")
+            value = [_coerce_scalar(f"{path}[{i}]", inner, f.metadata, v)
+                     for i, v in enumerate(value)]
+        else:
+            value = _coerce_scalar(path, tp, f.metadata, value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. samplers.sgd.lr=0.01")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p} is not a table")
+        node[parts[-1]] = _parse_value(text.strip())
+    return data
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("bayes_sgd") / "experiments" / "boolean_n7.toml"))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config (the embedded n=7 default when ``path`` is None) and validate it."""
+    path = Path(path) if path else default_config_path()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
+    return config_from_dict(apply_overrides(data, overrides or []))
+
+
+def config_from_dict(data: dict) -> Config:
+    cfg = _build(Config, data, "")
+    _cross_validate(cfg)
+    return cfg
+
+
+def _cross_validate(cfg: Config) -> None:
+    m = cfg.model
+    if m.arch == "cnn":
+        n_layers = len(m.filters)
+        for name in ("kernel_sizes", "strides", "padding"):
+            if len(getattr(m, name)) != n_layers:
+                raise ConfigError(
+                    f"model.{name}: expected {n_layers} entries (one per model.filters), "
+                    f"got {len(getattr(m, name))}")
+        if cfg.task.kind != "image":
+            raise ConfigError("model.arch: 'cnn' needs task.kind = 'image'")
+    s = cfg.samplers
+    if not (s.rejection.enabled or s.sgd.enabled or s.nuts.enabled):
+        raise ConfigError("samplers: expected at least one of rejection, sgd, nuts enabled")

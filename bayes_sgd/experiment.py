@@ -1,0 +1,363 @@
+"""Run an experiment end to end: task -> model -> samplers -> function table -> analysis.
+
+A results folder holds ``functions.parquet``, ``runs.parquet`` (SGD), ``summary.json``,
+``scatter.png`` and ``manifest.json``.  The manifest is written first with
+``"status": "running"`` and rewritten with ``"complete"`` only after every other file is in
+place, so a partial folder can never be mistaken for a finished one.  Samplers checkpoint
+their counts atomically under ``checkpoints/``; rerunning the same config into the same
+folder resumes, and because every chunk / run has its own key the resumed counts equal those
+of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from . import __version__
+from .analysis import agreement
+from .checkpoint import atomic_write_bytes, atomic_write_json, load_npz, save_npz
+from .config import Config
+from .counting import FunctionCounter
+from .function_table import concat, counter_frame
+from .models import build_model
+from .samplers._common import EvalLayout, stream_key
+from .samplers._rejection import (RejectionResult, default_chunk_size, make_chunk_fn,
+                                  run_rejection_chunks)
+from .samplers._sgd import SGDResult, SGDSettings, SGDTrainer
+from .tasks import build_task
+
+CHECKPOINT_SECONDS = 15.0
+
+
+class Interrupted(Exception):
+    """SIGINT/SIGTERM arrived; the latest checkpoint has been saved."""
+
+
+class ResultsFolderError(RuntimeError):
+    pass
+
+
+# ---- results folder --------------------------------------------------------------------------
+
+def prepare_results_folder(out: Path, cfg: Config) -> None:
+    """Create ``out`` and prove it writable before any work starts; refuse a folder that holds
+    a run of a different config (rerunning the same config resumes it)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ResultsFolderError(f"--out {out}: the results folder cannot be written ({e.strerror})") from None
+    manifest = out / "manifest.json"
+    if manifest.exists():
+        try:
+            old = json.loads(manifest.read_text())
+        except json.JSONDecodeError:
+            raise ResultsFolderError(f"--out {out}: manifest.json is corrupt; use a new folder") from None
+        if old.get("config") != json.loads(json.dumps(cfg.to_dict())):
+            raise ResultsFolderError(
+                f"--out {out}: the folder holds a run of a different config; choose another "
+                "--out (rerunning the same config into a folder resumes it)")
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version(), "bayes-sgd": __version__}
+    for pkg in ("jax", "jaxlib", "optax", "numpyro", "numpy", "scipy", "pandas", "pyarrow",
+                "matplotlib", "dask", "distributed"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        r = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                           text=True, timeout=5)
+        if r.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return r.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+@contextmanager
+def _interrupts_raise():
+    """Turn SIGTERM (and SIGINT) into ``Interrupted`` so samplers save a checkpoint first."""
+    def handler(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+# ---- samplers ---------------------------------------------------------------------------------
+
+def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=None) -> RejectionResult:
+    rc = cfg.samplers.rejection
+    layout = EvalLayout.for_task(task)
+    chunk = rc.chunk_size or default_chunk_size(model, len(layout.x))
+    n_chunks = math.ceil(rc.n_samples / chunk)
+    n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
+    res = RejectionResult(FunctionCounter(task.n_test),
+                          FunctionCounter(n_table) if n_table else None)
+    ck_path = out / "checkpoints" / "rejection.npz"
+    ck = load_npz(ck_path)
+    if ck is not None and int(ck["chunk_size"]) == chunk:
+        res.posterior = FunctionCounter.from_state(
+            {"keys": ck["post_keys"], "counts": ck["post_counts"], "n_bits": task.n_test})
+        if n_table:
+            res.prior = FunctionCounter.from_state(
+                {"keys": ck["prior_keys"], "counts": ck["prior_counts"], "n_bits": n_table})
+        res.chunks_done = set(np.flatnonzero(ck["done"]).tolist())
+        res.n_samples, res.n_accepted = int(ck["n_samples"]), int(ck["n_accepted"])
+
+    def save():
+        done = np.zeros(n_chunks, bool)
+        done[list(res.chunks_done)] = True
+        pk, pc = res.posterior.table()
+        arrays = dict(chunk_size=chunk, done=done, n_samples=res.n_samples,
+                      n_accepted=res.n_accepted, post_keys=pk, post_counts=pc)
+        if res.prior is not None:
+            arrays["prior_keys"], arrays["prior_counts"] = res.prior.table()
+        save_npz(ck_path, **arrays)
+
+    todo = [c for c in range(n_chunks) if c not in res.chunks_done]
+    stream = stream_key(cfg.seed, "rejection")
+    kw = dict(chunk_size=chunk, n_samples=rc.n_samples, n_test=task.n_test, n_table=n_table)
+    if scheduler is not None and todo:
+        from .distributed import run_rejection_distributed
+        part = run_rejection_distributed(scheduler, cfg, todo, show=show)
+        res.merge(part)
+        save()
+        return res
+    bar = tqdm(total=rc.n_samples, initial=res.n_samples, desc="rejection", unit="net",
+               unit_scale=True, disable=not show, dynamic_ncols=True)
+    fn = make_chunk_fn(model, layout, task.y_train, chunk, n_table is not None)
+    last = time.monotonic()
+    try:
+        for i in range(0, len(todo), 8):
+            part = run_rejection_chunks(fn, stream, todo[i:i + 8], **kw)
+            res.merge(part)
+            bar.update(part.n_samples)
+            bar.set_postfix(accepted=res.n_accepted,
+                            rate=f"{res.n_accepted / max(res.n_samples, 1):.1e}")
+            if time.monotonic() - last > CHECKPOINT_SECONDS:
+                save()
+                last = time.monotonic()
+    finally:
+        save()
+        bar.close()
+    return res
+
+
+def _sgd(cfg: Config, task, model, out: Path, *, show: bool) -> SGDResult:
+    sc = cfg.samplers.sgd
+    settings = SGDSettings.from_config(sc)
+    ck_path = out / "checkpoints" / "sgd.npz"
+    done = SGDResult(FunctionCounter(task.n_test))
+    ck = load_npz(ck_path)
+    if ck is not None:
+        done.counter = FunctionCounter.from_state(
+            {"keys": ck["keys"], "counts": ck["counts"], "n_bits": task.n_test})
+        done.records = {int(r): (bool(f), int(fe), int(ep), bool(d)) for r, f, fe, ep, d in
+                        zip(ck["run_id"], ck["fitted"], ck["fit_epoch"], ck["epochs"], ck["diverged"])}
+
+    def save(part: SGDResult | None = None):
+        recs = dict(done.records)
+        counter = FunctionCounter(task.n_test)
+        counter.merge(done.counter)
+        if part is not None:
+            recs.update(part.records)
+            counter.merge(part.counter)
+        keys, counts = counter.table()
+        arr = np.array([(r, *v) for r, v in sorted(recs.items())], dtype=np.int64).reshape(-1, 5)
+        save_npz(ck_path, keys=keys, counts=counts, run_id=arr[:, 0], fitted=arr[:, 1],
+                 fit_epoch=arr[:, 2], epochs=arr[:, 3], diverged=arr[:, 4])
+
+    todo = [r for r in range(sc.n_runs) if r not in done.records]
+    bar = tqdm(total=sc.n_runs, initial=len(done.records), desc="sgd", unit="run",
+               disable=not show, dynamic_ncols=True)
+    fitted = [done.n_fitted]
+    last = [time.monotonic()]
+
+    def progress(n_done, n_fit):
+        fitted[0] += n_fit
+        bar.update(n_done)
+        bar.set_postfix(fitted=fitted[0])
+
+    def on_sync(part):
+        if time.monotonic() - last[0] > CHECKPOINT_SECONDS:
+            save(part)
+            last[0] = time.monotonic()
+
+    trainer = SGDTrainer(model, task, settings, stream=stream_key(cfg.seed, "sgd"))
+    part = SGDResult(FunctionCounter(task.n_test))
+    try:
+        part = trainer.run(todo, progress=progress, on_sync=on_sync) if todo else part
+    except Interrupted:
+        bar.close()
+        raise
+    finally:
+        save(part if part.records else None)
+    bar.close()
+    done.merge(part)
+    return done
+
+
+def _runs_frame(res: SGDResult) -> pd.DataFrame:
+    rows = sorted(res.records.items())
+    return pd.DataFrame({
+        "run_id": [r for r, _ in rows],
+        "fitted": [v[0] for _, v in rows],
+        "epochs_to_fit": pd.array([v[1] if v[0] else None for _, v in rows], dtype="Int64"),
+        "epochs_trained": [v[2] for _, v in rows],
+        "diverged": [v[3] for _, v in rows],
+    })
+
+
+# ---- the whole experiment -----------------------------------------------------------------------
+
+def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
+                   scheduler: str | None = None) -> dict:
+    """Run every enabled sampler, write the results folder, return the summary."""
+    out = Path(out)
+    task = build_task(cfg.task)  # bad task input fails before the folder is touched
+    model = build_model(cfg.model, task.input_shape)
+    prepare_results_folder(out, cfg)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest = {
+        "status": "running", "config": cfg.to_dict(),
+        "seeds": {"master": cfg.seed, "task_split": cfg.task.train_seed,
+                  "streams": "jax.random.fold_in(key(seed), sampler id) then fold_in(chunk or run index)"},
+        "versions": _versions(), "git_commit": _git_commit(), "platform": platform.platform(),
+        "jax_devices": [str(d) for d in jax.devices()], "command": sys.argv, "started": started,
+    }
+    old = out / "manifest.json"
+    if old.exists():
+        manifest["started"] = json.loads(old.read_text()).get("started", started)
+        manifest["resumed"] = started
+    atomic_write_json(old, manifest)
+    for stale in ("summary.json", "functions.parquet", "runs.parquet", "scatter.png"):
+        (out / stale).unlink(missing_ok=True)
+
+    frames, summary, timings = [], {}, {}
+    runs = None
+    with _interrupts_raise():
+        try:
+            if cfg.samplers.rejection.enabled:
+                t0 = time.perf_counter()
+                rej = _rejection(cfg, task, model, out, show=show_progress, scheduler=scheduler)
+                timings["rejection_s"] = time.perf_counter() - t0
+                frames.append(counter_frame("rejection", rej.posterior, task))
+                if rej.prior is not None:
+                    frames.append(counter_frame("prior", rej.prior, task, full_table=True))
+                summary["rejection"] = {
+                    "n_samples": rej.n_samples, "n_accepted": rej.n_accepted,
+                    "acceptance_rate": rej.n_accepted / max(rej.n_samples, 1),
+                    "log10_P_S_sampled": math.log10(rej.n_accepted / rej.n_samples) if rej.n_accepted else None,
+                    "n_functions": len(rej.posterior),
+                    "samples_per_s": rej.n_samples / timings["rejection_s"]}
+            if cfg.samplers.sgd.enabled:
+                t0 = time.perf_counter()
+                sgd = _sgd(cfg, task, model, out, show=show_progress)
+                timings["sgd_s"] = time.perf_counter() - t0
+                frames.append(counter_frame("sgd", sgd.counter, task))
+                runs = _runs_frame(sgd)
+                fit = runs["fitted"].to_numpy()
+                summary["sgd"] = {
+                    "n_runs": len(runs), "n_fitted": int(fit.sum()),
+                    "n_not_fitted": int((~fit & ~runs["diverged"].to_numpy()).sum()),
+                    "n_diverged": int(runs["diverged"].sum()),
+                    "n_functions": len(sgd.counter),
+                    "epochs_to_fit_median": float(runs.loc[fit, "epochs_to_fit"].median()) if fit.any() else None,
+                    "epochs_to_fit_mean": float(runs.loc[fit, "epochs_to_fit"].astype(float).mean()) if fit.any() else None,
+                    "runs_per_s": len(runs) / timings["sgd_s"]}
+            if cfg.samplers.nuts.enabled:
+                from .samplers._nuts_runner import run_nuts
+                t0 = time.perf_counter()
+                frame, diag = run_nuts(cfg, task, model)
+                timings["nuts_s"] = time.perf_counter() - t0
+                frames.append(frame)
+                summary["nuts"] = diag
+            df = concat(frames)
+            if cfg.samplers.gp.enabled:
+                from .samplers._gp import run_gp
+                t0 = time.perf_counter()
+                gp_frame, gp_summary = run_gp(cfg, task, model, df, show=show_progress)
+                timings["gp_s"] = time.perf_counter() - t0
+                df = concat([df, gp_frame])
+                summary["gp"] = gp_summary
+        except Interrupted as e:
+            raise Interrupted(f"{e}: checkpoint saved in {out / 'checkpoints'}; rerun the same "
+                              "command to resume") from None
+
+    target = task.target_function
+    summary = {
+        "task": {"name": task.name, "m": task.m, "n_test": task.n_test, "target_on_E": target,
+                 **{k: v for k, v in task.meta.items() if isinstance(v, (int, float, str))}},
+        **summary,
+        "agreement": agreement(df, min_counts=cfg.analysis.min_counts, target=target),
+        "timings_s": timings,
+    }
+    if "gp" in summary and runs is not None and summary["gp"].get("pac_bayes_bound") is not None:
+        sgd_rows = df[df["sampler"] == "sgd"]
+        summary["gp"]["sgd_mean_test_error"] = float(
+            (sgd_rows["test_error"] * sgd_rows["count"].astype(float)).sum() / sgd_rows["count"].astype(float).sum())
+    _write_table(out / "functions.parquet", df)
+    if runs is not None:
+        _write_table(out / "runs.parquet", runs)
+    atomic_write_json(out / "summary.json", summary)
+    if cfg.analysis.plot:
+        from .plotting import scatter_panels
+        import matplotlib.pyplot as plt
+
+        fig = scatter_panels(df, title=task.name)
+        tmp = out / ".scatter.png.tmp"
+        fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        os.replace(tmp, out / "scatter.png")
+    manifest.update(status="complete",
+                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    totals={k: {kk: vv for kk, vv in v.items() if isinstance(vv, (int, float))}
+                            for k, v in summary.items() if k in ("rejection", "sgd", "nuts")})
+    atomic_write_json(out / "manifest.json", manifest)
+    return summary
+
+
+def _write_table(path: Path, df: pd.DataFrame) -> None:
+    import io
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())

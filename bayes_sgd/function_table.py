@@ -1,0 +1,62 @@
+"""The tidy function table: one row per (sampler, function).
+
+Columns: ``sampler``, ``function`` (bit string on E; on all 2^n inputs for ``prior``),
+``count`` (with ``count_half0``/``count_half1`` for the split-half ceiling), ``p``,
+``log10_p``, ``log10_p_err`` (GP estimates), ``lz`` (C_LZ of the full truth table: target on
+S, f on E), ``ones`` and ``test_error`` (fraction of E where f differs from the target).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .complexity import lz_complexity
+from .counting import FunctionCounter, bits_to_strings, unpack_bits
+
+COLUMNS = ["sampler", "function", "count", "count_half0", "count_half1", "p", "log10_p",
+           "log10_p_err", "lz", "ones", "test_error"]
+
+
+def counter_frame(sampler: str, counter: FunctionCounter, task, *, full_table: bool = False,
+                  total: int | None = None) -> pd.DataFrame:
+    """Rows for one sampler; ``p = count / total`` (total defaults to the counted samples)."""
+    keys, counts = counter.table()
+    bits = unpack_bits(keys, counter.n_bits)
+    total = counter.total if total is None else total
+    c = counts.sum(1)
+    p = c / total if total else np.full(len(c), np.nan)
+    if full_table:
+        lz_bits, err = bits, np.full(len(c), np.nan)
+    else:
+        lz_bits = task.full_table(bits)
+        err = (bits != task.y_test).mean(1) if len(bits) else np.zeros(0)
+    lz = np.array([lz_complexity(b) for b in lz_bits]) if len(bits) else np.zeros(0)
+    return pd.DataFrame({
+        "sampler": sampler, "function": bits_to_strings(bits), "count": c,
+        "count_half0": counts[:, 0], "count_half1": counts[:, 1], "p": p,
+        "log10_p": np.log10(np.where(p > 0, p, np.nan)), "log10_p_err": np.nan, "lz": lz,
+        "ones": bits.sum(1).astype(np.int64), "test_error": err}, columns=COLUMNS)
+
+
+def estimate_frame(sampler: str, functions: list[str], log10_p, log10_p_err, task) -> pd.DataFrame:
+    """Rows for an estimator that scores given functions (e.g. the GP) instead of counting."""
+    bits = np.array([np.frombuffer(f.encode(), np.uint8) - 48 for f in functions], np.uint8)
+    bits = bits.reshape(len(functions), task.n_test)
+    lz = [lz_complexity(b) for b in task.full_table(bits)]
+    log10_p = np.asarray(log10_p, float)
+    return pd.DataFrame({
+        "sampler": sampler, "function": functions, "count": pd.NA, "count_half0": pd.NA,
+        "count_half1": pd.NA, "p": 10.0 ** log10_p, "log10_p": log10_p,
+        "log10_p_err": np.asarray(log10_p_err, float), "lz": lz,
+        "ones": bits.sum(1).astype(np.int64),
+        "test_error": (bits != task.y_test).mean(1) if len(bits) else []}, columns=COLUMNS)
+
+
+def concat(frames) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    df = pd.concat(frames, ignore_index=True)
+    for col in ("count", "count_half0", "count_half1"):
+        df[col] = df[col].astype("Int64")
+    return df

@@ -1,0 +1,122 @@
+"""Figures of the paper from a function table (seaborn/matplotlib).
+
+All functions take the tidy table of ``functions.parquet`` (or ``bayes_sgd.results.load``)
+and draw on a given ``ax`` when one is passed, so they compose into grids in notebooks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .analysis import COUNTING, compare, wide
+
+LABELS = {"rejection": r"$P_B(f|S)$ (rejection)", "sgd": r"$P_{SGD}(f|S)$",
+          "gp": r"$P_B(f|S)$ (GP-EP)", "nuts": r"$P_B(f|S)$ (NUTS)", "prior": r"$P(f)$"}
+
+
+def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 1,
+            color: str | None = "lz", ax=None, annotate: bool = True):
+    """log10 P_y vs log10 P_x over functions found by both, diagonal drawn, decades marked."""
+    ax = ax or plt.gca()
+    lp, cnt = wide(df, "log10_p"), wide(df, "count")
+    keep = lp.get(x, pd.Series(dtype=float)).notna() & lp.get(y, pd.Series(dtype=float)).notna()
+    for s in (x, y):
+        if s in COUNTING and s in cnt:
+            keep &= cnt[s].fillna(0).astype(float) >= k
+    sub = lp.loc[keep]
+    if sub.empty:
+        ax.text(0.5, 0.5, "no function found by both", ha="center", transform=ax.transAxes)
+        return ax
+    c = None
+    if color:
+        attrs = df.drop_duplicates("function").set_index("function")[color]
+        c = attrs.reindex(sub.index).to_numpy(float)
+    pts = ax.scatter(sub[x], sub[y], c=c, cmap="viridis", s=14, alpha=0.8, edgecolors="none")
+    if color:
+        plt.colorbar(pts, ax=ax, label={"lz": r"$C_{LZ}$", "test_error": "test error"}.get(color, color))
+    lo = np.floor(min(sub[x].min(), sub[y].min()))
+    hi = max(0.0, np.ceil(max(sub[x].max(), sub[y].max())))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.set_xlim(lo, hi), ax.set_ylim(lo, hi)
+    ticks = np.arange(lo, hi + 1)
+    ax.set_xticks(ticks), ax.set_yticks(ticks)
+    ax.set_xticklabels([f"$10^{{{int(t)}}}$" for t in ticks])
+    ax.set_yticklabels([f"$10^{{{int(t)}}}$" for t in ticks])
+    ax.grid(True, alpha=0.3)
+    ax.set_xlabel(LABELS.get(x, x)), ax.set_ylabel(LABELS.get(y, y))
+    if annotate:
+        r = compare(df, x, y, k=k)
+        if r["pearson"] is not None:
+            ax.text(0.03, 0.97, f"n = {r['n_functions']}\nPearson {r['pearson']:.2f}\n"
+                    f"Spearman {r['spearman']:.2f}", transform=ax.transAxes, va="top",
+                    fontsize=9, bbox=dict(fc="white", alpha=0.8, lw=0))
+    return ax
+
+
+def scatter_panels(df: pd.DataFrame, path: Path | None = None, *, k: int = 1, title: str = ""):
+    """P_SGD vs P_B (rejection), and the GP / NUTS panels when those samplers ran."""
+    present = set(df["sampler"])
+    pairs = [(x, y) for x, y in [("rejection", "sgd"), ("gp", "sgd"), ("gp", "rejection"),
+                                 ("nuts", "sgd"), ("rejection", "nuts")]
+             if x in present and y in present]
+    if not pairs:
+        pairs = [("rejection", "sgd")]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.6 * len(pairs), 4.8), squeeze=False)
+    for ax, (x, y) in zip(axes[0], pairs):
+        scatter(df, x, y, k=k, ax=ax)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def rank_plot(df: pd.DataFrame, sampler: str = "prior", *, ax=None, fit: bool = True):
+    """Zipf plot: P(f) against its rank, log-log, with a least-squares line."""
+    ax = ax or plt.gca()
+    p = np.sort(df.loc[df["sampler"] == sampler, "p"].to_numpy(float))[::-1]
+    rank = np.arange(1, len(p) + 1)
+    ax.loglog(rank, p, ".", ms=3, label=sampler)
+    if fit and len(p) > 10:
+        slope, icpt = np.polyfit(np.log10(rank), np.log10(p), 1)
+        ax.loglog(rank, 10 ** (icpt + slope * np.log10(rank)), "r-", lw=1,
+                  label=f"fit: slope {slope:.2f}")
+    ax.set_xlabel("rank"), ax.set_ylabel(LABELS.get(sampler, sampler)), ax.legend()
+    return ax
+
+
+def complexity_plot(df: pd.DataFrame, sampler: str = "prior", *, ax=None, bound: bool = True):
+    """Simplicity bias: log10 P(f) vs C_LZ, with the line a - b C_LZ through the upper points."""
+    ax = ax or plt.gca()
+    sub = df[df["sampler"] == sampler]
+    ax.scatter(sub["lz"], sub["log10_p"], s=6, alpha=0.5)
+    if bound and len(sub) > 10:
+        top = sub.groupby("lz")["log10_p"].max()
+        slope, icpt = np.polyfit(top.index.to_numpy(float), top.to_numpy(float), 1)
+        xs = np.linspace(sub["lz"].min(), sub["lz"].max(), 50)
+        ax.plot(xs, icpt + slope * xs, "r--", lw=1, label=f"upper bound fit: slope {slope:.3f}")
+        ax.legend()
+    ax.set_xlabel(r"$C_{LZ}$"), ax.set_ylabel(r"$\log_{10}$ " + LABELS.get(sampler, sampler))
+    return ax
+
+
+def error_vs_complexity(df: pd.DataFrame, sampler: str = "sgd", *, ax=None):
+    """Generalisation error of the functions a sampler found against their complexity."""
+    ax = ax or plt.gca()
+    sub = df[df["sampler"] == sampler]
+    sns.scatterplot(data=sub, x="lz", y="test_error", size="count", ax=ax, legend=False)
+    ax.set_xlabel(r"$C_{LZ}$"), ax.set_ylabel("test error")
+    return ax
+
+
+def epochs_histogram(runs: pd.DataFrame, *, ax=None):
+    ax = ax or plt.gca()
+    sns.histplot(runs.loc[runs["fitted"], "epochs_to_fit"], log_scale=(True, False), ax=ax)
+    ax.set_xlabel("epochs to 100 % training accuracy")
+    return ax

@@ -1,0 +1,95 @@
+"""Boolean tasks on n bits: all 2^n inputs, a truth-table target, and a split into S and E.
+
+Row i of the input matrix is the binary expansion of i, most significant bit first
+(big-endian), so truth-table bit i is f(binary of i): bit 5 of a 3-bit table is f(1, 0, 1).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._task import Task
+
+
+def boolean_inputs(n: int) -> np.ndarray:
+    """(2^n, n) float32 matrix of 0/1 bits, row i = binary of i, big-endian."""
+    i = np.arange(2**n)[:, None]
+    return ((i >> np.arange(n - 1, -1, -1)) & 1).astype(np.float32)
+
+
+_PRESETS = {
+    "zeros": lambda x: np.zeros(len(x), np.int64),
+    "first_bit": lambda x: x[:, 0],
+    "last_bit": lambda x: x[:, -1],
+    "majority": lambda x: 2 * x.sum(1) > x.shape[1],
+    "parity": lambda x: x.sum(1) % 2,
+    "and2": lambda x: x[:, 0] & x[:, 1],
+    "xor2": lambda x: x[:, 0] ^ x[:, 1],
+    "and3": lambda x: x[:, 0] & x[:, 1] & x[:, 2],
+    "and4": lambda x: x[:, 0] & x[:, 1] & x[:, 2] & x[:, 3],
+    "x1_and_xn": lambda x: x[:, 0] & x[:, -1],
+}
+_MIN_BITS = {"and2": 2, "xor2": 2, "and3": 3, "and4": 4}
+PRESETS = tuple(_PRESETS)
+
+
+def _preset_tables(n: int) -> dict[str, np.ndarray]:
+    x = boolean_inputs(n).astype(np.int64)
+    return {k: np.asarray(f(x)).astype(np.uint8) for k, f in _PRESETS.items()
+            if n >= _MIN_BITS.get(k, 1)}
+
+
+def parse_target(target: str, n: int) -> np.ndarray:
+    """A truth table from a '0'/'1' string of length 2^n, a preset name, or 'random:SEED'."""
+    target = target.strip()
+    if target.startswith("random:"):
+        try:
+            seed = int(target.split(":", 1)[1])
+        except ValueError:
+            raise ValueError(f"task.target: expected 'random:SEED' with an integer seed, got {target!r}") from None
+        return np.random.default_rng(seed).integers(0, 2, 2**n).astype(np.uint8)
+    presets = _preset_tables(n)
+    if target in presets:
+        return presets[target].astype(np.uint8)
+    if set(target) <= {"0", "1"} and target:
+        if len(target) != 2**n:
+            raise ValueError(
+                f"task.target: expected a truth table of 2^{n} = {2**n} '0'/'1' characters, "
+                f"got {len(target)}")
+        return (np.frombuffer(target.encode(), np.uint8) - ord("0")).astype(np.uint8)
+    raise ValueError(
+        f"task.target: expected a string of 2^{n} = {2**n} '0'/'1' characters, "
+        f"'random:SEED' or one of {list(presets)}, got {target!r}")
+
+
+def train_mask(n: int, *, train_size: int | None = None, seed: int = 0,
+               mask: str | None = None) -> np.ndarray:
+    """Boolean mask over the 2^n inputs marking S (from a mask string or size + seed)."""
+    N = 2**n
+    if mask:
+        if len(mask) != N or set(mask) - {"0", "1"}:
+            raise ValueError(f"task.train_mask: expected {N} '0'/'1' characters, got {mask!r:.40}")
+        out = np.frombuffer(mask.encode(), np.uint8) == ord("1")
+    else:
+        if train_size is None or not 1 <= train_size < N:
+            raise ValueError(f"task.train_size: expected an integer in [1, {N - 1}], got {train_size}")
+        out = np.zeros(N, bool)
+        out[np.random.default_rng(seed).choice(N, train_size, replace=False)] = True
+    if out.all() or not out.any():
+        raise ValueError("task.train_mask: S and E must both be non-empty")
+    return out
+
+
+def boolean_task(n: int, target: str | np.ndarray, *, train_size: int | None = None,
+                 seed: int = 0, mask: str | None = None) -> Task:
+    """S = the masked rows, E = the rest, both in truth-table order."""
+    table = parse_target(target, n) if isinstance(target, str) else np.asarray(target, np.uint8)
+    if table.shape != (2**n,):
+        raise ValueError(f"task.target: expected {2**n} entries, got {table.shape}")
+    in_s = train_mask(n, train_size=train_size, seed=seed, mask=mask)
+    x = boolean_inputs(n)
+    tr, te = np.flatnonzero(in_s), np.flatnonzero(~in_s)
+    name = target if isinstance(target, str) and len(target) < 32 else "custom"
+    return Task(name=f"boolean_n{n}_{name}", x_train=x[tr], y_train=table[tr], x_test=x[te],
+                y_test=table[te], train_index=tr, test_index=te,
+                meta={"n": n, "target_table": "".join(map(str, table)),
+                      "train_mask": "".join("1" if b else "0" for b in in_s)})
