@@ -38,10 +38,10 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
     pts = ax.scatter(sub[x], sub[y], c=c, cmap="viridis", s=14, alpha=0.8, edgecolors="none")
     if color:
         plt.colorbar(pts, ax=ax, label={"lz": r"$C_{LZ}$", "test_error": "test error"}.get(color, color))
-    lo = np.floor(min(sub[x].min(), sub[y].min()))
+    lo = np.floor(min(sub[x].min(), sub[y].min()) - 0.2)
     hi = max(0.0, np.ceil(max(sub[x].max(), sub[y].max())))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
-    ax.set_xlim(lo, hi), ax.set_ylim(lo, hi)
+    ax.set_xlim(lo, hi + 0.1), ax.set_ylim(lo, hi + 0.1)
     ticks = np.arange(lo, hi + 1)
     ax.set_xticks(ticks), ax.set_yticks(ticks)
     ax.set_xticklabels([f"$10^{{{int(t)}}}$" for t in ticks])
