@@ -120,3 +120,96 @@ def epochs_histogram(runs: pd.DataFrame, *, ax=None):
     sns.histplot(runs.loc[runs["fitted"], "epochs_to_fit"], log_scale=(True, False), ax=ax)
     ax.set_xlabel("epochs to 100 % training accuracy")
     return ax
+
+
+# ---- grids and fits for several runs (bayes_sgd.results.join) -------------------------------
+
+def _panel_values(df: pd.DataFrame, name: str | None) -> list:
+    if name is None:
+        return [None]
+    col = df[name]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return [v for v in col.cat.categories if (col == v).any()]
+    return list(dict.fromkeys(col.dropna().tolist()))
+
+
+def grid(df: pd.DataFrame, row: str | None = None, col: str | None = "run", *,
+         x: str = "rejection", y: str = "sgd", k: int = 1, color: str | None = "lz",
+         height: float = 3.6, titles: dict | None = None, path: Path | None = None):
+    """A grid of ``scatter`` panels, one per (row value, col value) of a joined table.
+
+    ``df``: ``bayes_sgd.results.join(...)`` output (or any function table with the ``row`` /
+    ``col`` columns), e.g. ``grid(df, row="optimizer", col="batch_size")``.  ``titles`` maps a
+    panel's value (or (row, col) pair) to its title.  Returns the figure.
+    """
+    if col is not None and col not in df:
+        if col == "run":
+            col = None
+        else:
+            raise KeyError(f"grid: no column {col!r} in the table")
+    if row is not None and row not in df:
+        raise KeyError(f"grid: no column {row!r} in the table")
+    rows, cols = _panel_values(df, row), _panel_values(df, col)
+    fig, axes = plt.subplots(len(rows), len(cols), squeeze=False,
+                             figsize=((height * 1.2 + 0.6) * len(cols), height * len(rows)))
+    titles = titles or {}
+    for i, rv in enumerate(rows):
+        for j, cv in enumerate(cols):
+            ax = axes[i, j]
+            keep = np.ones(len(df), bool)
+            if row is not None:
+                keep &= (df[row] == rv).to_numpy()
+            if col is not None:
+                keep &= (df[col] == cv).to_numpy()
+            sub = df[keep]
+            if sub.empty:
+                ax.set_axis_off()
+                continue
+            scatter(sub, x, y, k=k, color=color, ax=ax)
+            key = (rv, cv) if row is not None and col is not None else (cv if col is not None else rv)
+            default = " | ".join(str(v) if n == "run" else f"{n} = {v}"
+                                 for n, v in ((row, rv), (col, cv)) if n is not None)
+            ax.set_title(titles.get(key, default), fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def rank_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line log10 P = intercept + slope log10 rank, the
+    line ``rank_plot`` draws (all ranked functions, probabilities in decreasing order)."""
+    p = np.sort(df.loc[df["sampler"] == sampler, "p"].to_numpy(float))[::-1]
+    p = p[p > 0]
+    if len(p) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
+    return float(slope), float(icpt)
+
+
+def bound_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
+    """(slope, intercept) of the line ``complexity_plot`` draws: a least-squares fit of the
+    largest log10 P at each C_LZ value (the simplicity-bias upper bound a - b C_LZ)."""
+    sub = df[(df["sampler"] == sampler) & df["log10_p"].notna()]
+    top = sub.groupby("lz")["log10_p"].max()
+    if len(top) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(top.index.to_numpy(float), top.to_numpy(float), 1)
+    return float(slope), float(icpt)
+
+
+def epochs_by_run(runs: pd.DataFrame, *, ax=None):
+    """Cumulative distribution of epochs to 100 % training accuracy, one line per run
+    (``bayes_sgd.results.join_runs`` output; a single runs table works too)."""
+    ax = ax or plt.gca()
+    groups = runs.groupby("run", observed=True) if "run" in runs else [("sgd", runs)]
+    for name, r in groups:
+        e = np.sort(r.loc[r["fitted"].astype(bool), "epochs_to_fit"].to_numpy(float))
+        if len(e):
+            ax.step(np.maximum(e, 0.5), np.arange(1, len(e) + 1) / len(r), where="post",
+                    label=f"{name} (median {np.median(e):g})")
+    ax.set_xscale("log")
+    ax.set_xlabel("epochs to 100 % training accuracy"), ax.set_ylabel("fraction of runs fitted")
+    ax.set_ylim(0, 1.02), ax.grid(True, alpha=0.3), ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,133 @@
+"""Draw a reproduced figure from its results folders and measure the numbers it shows.
+
+Each ``draw_*`` takes ``{run name: results folder}`` (in the figure's run order) and returns
+``(matplotlib figure, metrics dict)``; ``bayes_sgd.reproduce`` saves both.  Notebooks can call
+them too.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from . import plotting, results
+from .analysis import compare
+
+__all__ = ["draw_prior", "draw_comparison", "comparison_metrics", "prior_metrics",
+           "mean_test_error"]
+
+
+def mean_test_error(df: pd.DataFrame, sampler: str) -> float | None:
+    """Expected test error on E of the functions a sampler found, weighted by their P."""
+    sub = df[(df["sampler"] == sampler) & df["p"].notna()]
+    if sub.empty or sub["p"].sum() == 0:
+        return None
+    return float((sub["test_error"] * sub["p"]).sum() / sub["p"].sum())
+
+
+def _r(x, nd=3):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), nd)
+
+
+# ---- (a) prior: simplicity bias ------------------------------------------------------------------
+
+def prior_metrics(df: pd.DataFrame, summary: dict | None = None) -> dict:
+    prior = df[df["sampler"] == "prior"]
+    slope, icpt = plotting.rank_fit(df, "prior")
+    bslope, bicpt = plotting.bound_fit(df, "prior")
+    top = prior.sort_values("count", ascending=False).head(1)
+    rho = stats.spearmanr(prior["lz"], prior["log10_p"])[0] if len(prior) > 2 else float("nan")
+    out = {
+        "n_samples": int(prior["count"].astype(float).sum()),
+        "n_functions": int(len(prior)),
+        "n_functions_seen_once": int((prior["count"].astype(float) == 1).sum()),
+        "rank_slope": _r(slope), "rank_intercept": _r(icpt),
+        "bound_slope_per_C_LZ": _r(bslope, 4), "bound_intercept": _r(bicpt),
+        "spearman_log10P_vs_C_LZ": _r(rho),
+        "top_function_P": _r(float(top["p"].iloc[0]), 4) if len(top) else None,
+        "top_function_C_LZ": _r(float(top["lz"].iloc[0]), 1) if len(top) else None,
+    }
+    if summary and "rejection" in summary:
+        out["log10_P_S"] = _r(summary["rejection"].get("log10_P_S_sampled"))
+    return out
+
+
+def draw_prior(folders: dict[str, Path]):
+    (name, folder), = folders.items()
+    r = results.load(folder)
+    df = r.functions
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    plotting.rank_plot(df, "prior", ax=axes[0])
+    axes[0].set_title("P(f) by rank (Zipf)")
+    plotting.complexity_plot(df, "prior", ax=axes[1])
+    axes[1].set_title(r"simplicity bias: P(f) vs $C_{LZ}$")
+    n = r.config.get("task", {}).get("n")
+    fig.suptitle(f"prior of the FCN on all 2^{n} inputs, {int(df.loc[df.sampler == 'prior', 'count'].astype(float).sum()):,} samples")
+    fig.tight_layout()
+    return fig, {name: prior_metrics(df, r.summary)}
+
+
+# ---- (b)-(f) P_SGD vs P_B, one panel per run --------------------------------------------------------
+
+def comparison_metrics(df: pd.DataFrame, summary: dict, x: str = "rejection", y: str = "sgd",
+                       min_counts=(1, 2, 5)) -> dict:
+    target = summary.get("task", {}).get("target_on_E")
+    out: dict = {}
+    for s in (x, y):
+        sub = df[df["sampler"] == s]
+        out[f"{s}_n_functions"] = int(len(sub))
+        if "count" in sub and sub["count"].notna().any():
+            out[f"{s}_n_counted"] = int(sub["count"].astype(float).sum())
+        out[f"{s}_mean_test_error"] = _r(mean_test_error(df, s), 4)
+    for k in min_counts:
+        c = compare(df, x, y, k=k)
+        out[f"k={k}"] = {"n_functions": c["n_functions"], "pearson": _r(c["pearson"]),
+                         "spearman": _r(c["spearman"])}
+    w = df[df["sampler"].isin([x, y])].pivot_table(index="function", columns="sampler",
+                                                    values="p", aggfunc="first")
+    if y in w and len(w[y].dropna()):
+        f = w[y].idxmax()
+        out[f"top_{y}_function"] = {f"P_{y}": _r(w.loc[f, y], 4),
+                                    f"P_{x}": _r(w.loc[f, x], 4) if x in w and pd.notna(w.loc[f, x]) else None,
+                                    "is_target": f == target}
+    if "sgd" in summary:
+        out["epochs_to_fit_median"] = summary["sgd"].get("epochs_to_fit_median")
+        out["sgd_fitted"] = f"{summary['sgd']['n_fitted']}/{summary['sgd']['n_runs']}"
+    return out
+
+
+def draw_comparison(folders: dict[str, Path], *, reference: str | None = None,
+                    x: str = "rejection", y: str = "sgd", titles: dict | None = None,
+                    color: str = "lz", k: int = 1):
+    """One scatter panel per run (the reference run's P_B shared), epochs-to-fit below."""
+    runs = {n: f for n, f in folders.items() if n != reference}
+    ref = folders.get(reference) if reference else None
+    df = results.join(list(runs.values()), labels=list(runs), reference=ref)
+    loaded = {n: results.load(f) for n, f in runs.items()}
+    ref_summary = results.load(ref).summary if ref else {}
+    rj = results.join_runs(list(loaded.values()), labels=list(runs))
+    ncol = len(runs)
+    has_epochs = len(rj) > 0
+    height = 3.8
+    fig = plt.figure(figsize=((height * 1.2 + 0.7) * ncol, height * (2 if has_epochs else 1) + 0.4))
+    gs = fig.add_gridspec(2 if has_epochs else 1, ncol)
+    metrics = {}
+    for j, name in enumerate(runs):
+        ax = fig.add_subplot(gs[0, j])
+        sub = df[df["run"] == name]
+        plotting.scatter(sub, x, y, k=k, color=color, ax=ax)
+        ax.set_title((titles or {}).get(name, name), fontsize=10)
+        summ = {**ref_summary, **loaded[name].summary}
+        metrics[name] = comparison_metrics(sub, summ, x, y)
+    if has_epochs:
+        ax = fig.add_subplot(gs[1, :])
+        rj = rj.copy()
+        if titles:
+            rj["run"] = rj["run"].cat.rename_categories(lambda c: titles.get(c, c))
+        plotting.epochs_by_run(rj, ax=ax)
+    fig.tight_layout()
+    return fig, metrics
