@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from ..counting import strings_to_bits
 from ..function_table import COLUMNS, estimate_frame
+from ..models import FCN
 from ..gp import (EXACT_MAX_DIM, ep_posterior, ep_predictive, fcn_nngp_kernel_for,
                   log_orthant_probability, mc_nngp_kernel, pac_bayes_bound)
 from ._common import STREAM, stream_key
@@ -71,8 +72,7 @@ def gp_kernel(cfg, model, X) -> tuple[np.ndarray, str, str | None]:
     ``samplers.gp.kernel = "analytic"``, Monte-Carlo (``mc_samples`` networks, key
     ``stream_key(cfg.seed, "gp")``) otherwise.  Returns (K, kernel used, note)."""
     gc = cfg.samplers.gp
-    analytic_ok = hasattr(model, "widths") and hasattr(model, "in_dim") and \
-        getattr(model, "activation", None) in ANALYTIC_ACTIVATIONS and not hasattr(model, "filters")
+    analytic_ok = isinstance(model, FCN) and model.activation in ANALYTIC_ACTIVATIONS
     note = None
     if gc.kernel == "analytic" and analytic_ok:
         return fcn_nngp_kernel_for(model, X), "analytic", None
