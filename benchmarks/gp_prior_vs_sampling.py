@@ -15,6 +15,14 @@ and reports Pearson / Spearman of log10 P_GP against log10 (count / samples).
     .venv/bin/python benchmarks/gp_prior_vs_sampling.py /tmp/prior_run
 
 (``--run`` does the first step itself when the folder has no results.)
+
+Measured (2 shared cores, seed 0, 2*10^6 samples, 451,813 distinct functions sampled):
+functions seen >= 10 times: n = 1269, Pearson 0.960, Spearman 0.737 (without the two constant
+functions: 0.953 / 0.736); >= 100 times: n = 258, Pearson 0.994, Spearman 0.562.  The prior's
+own split-half ceiling (>= 5 in each half) is Pearson 0.915 / Spearman 0.569 (n = 1185), so the
+agreement is at the sampling-noise limit.  EP sits 0.16-0.21 decades below the sampled
+frequency on average; minimax tilting (``--method minimax-tilting``, top 60 functions) removes
+that: mean offset -0.013, sd 0.026 decades.  EP took 71 ms per 128-dim orthant.
 """
 from __future__ import annotations
 
