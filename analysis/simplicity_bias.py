@@ -42,29 +42,41 @@ n_samples = int(sub["count"].astype(float).sum())
 print(f"{len(sub):,} distinct functions in {n_samples:,} samples")
 
 # %% [markdown]
-# ## Rank plot (Zipf) with a least-squares line in log-log
+# ## Rank plot (Zipf)
+# With N samples, every function seen once sits at P = 1/N (dotted line): only functions seen
+# at least `MIN_COUNT` times are resolved, and the Zipf line is fitted on them alone.
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 4.5))
-plotting.rank_plot(df, sampler, ax=ax)
+MIN_COUNT = 10
+fig, ax = plt.subplots(figsize=(6.5, 4.5))
+plotting.zipf_plot(df, sampler, min_count=MIN_COUNT, ax=ax)
 plt.show()
-slope, intercept = plotting.rank_fit(df, sampler)
-print(f"log10 P = {intercept:.3f} + {slope:.3f} log10 rank")
+slope, intercept, n_res = plotting.zipf_fit(df, sampler, min_count=MIN_COUNT)
+print(f"{n_res} functions seen >= {MIN_COUNT} times: log10 P = {intercept:.3f} {slope:+.3f} log10 rank")
 
 # %% [markdown]
-# ## log10 P(f) vs C_LZ with the upper-bound line
-# The line is a least-squares fit through the most probable function at each C_LZ value.
-# Functions seen once sit on the floor log10(1 / samples): only functions above it are
-# resolved.
+# ## log10 P(f) vs C_LZ with the upper-bound line (Dingle et al. 2018)
+# The line is a least-squares fit through the most probable resolved function at each C_LZ.
 
 # %%
-fig, ax = plt.subplots(figsize=(6, 4.5))
-plotting.complexity_plot(df, sampler, ax=ax)
-ax.axhline(np.log10(1 / max(n_samples, 1)), color="grey", lw=0.8, ls=":", label="seen once")
-ax.legend()
+fig, ax = plt.subplots(figsize=(6.5, 4.5))
+plotting.simplicity_plot(df, sampler, min_count=MIN_COUNT, ax=ax)
 plt.show()
-b, a = plotting.bound_fit(df, sampler)
+b, a = plotting.simplicity_fit(df, sampler, min_count=MIN_COUNT)
 print(f"upper bound: log10 P <= {a:.2f} {b:+.4f} C_LZ")
+
+# %% [markdown]
+# ## The same fits over every sampled function
+# `rank_plot` / `complexity_plot` fit all functions, singletons included: with few samples the
+# lines then describe the sampling floor more than P(f).
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+plotting.rank_plot(df, sampler, ax=axes[0])
+plotting.complexity_plot(df, sampler, ax=axes[1])
+fig.tight_layout()
+plt.show()
+print("rank fit (all):", plotting.rank_fit(df, sampler), "bound fit (all):", plotting.bound_fit(df, sampler))
 
 # %% [markdown]
 # ## How much probability sits at each complexity

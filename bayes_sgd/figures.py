@@ -35,19 +35,27 @@ def _r(x, nd=3):
 
 # ---- (a) prior: simplicity bias ------------------------------------------------------------------
 
-def prior_metrics(df: pd.DataFrame, summary: dict | None = None) -> dict:
+def prior_metrics(df: pd.DataFrame, summary: dict | None = None, min_count: int = 10) -> dict:
     prior = df[df["sampler"] == "prior"]
     slope, icpt = plotting.rank_fit(df, "prior")
     bslope, bicpt = plotting.bound_fit(df, "prior")
+    zslope, zicpt, n_res = plotting.zipf_fit(df, "prior", min_count=min_count)
+    sslope, sicpt = plotting.simplicity_fit(df, "prior", min_count=min_count)
     top = prior.sort_values("count", ascending=False).head(1)
     rho = stats.spearmanr(prior["lz"], prior["log10_p"])[0] if len(prior) > 2 else float("nan")
+    res = prior[prior["count"].astype(float) >= min_count]
+    rho_res = stats.spearmanr(res["lz"], res["log10_p"])[0] if len(res) > 2 else float("nan")
     out = {
         "n_samples": int(prior["count"].astype(float).sum()),
         "n_functions": int(len(prior)),
         "n_functions_seen_once": int((prior["count"].astype(float) == 1).sum()),
-        "rank_slope": _r(slope), "rank_intercept": _r(icpt),
-        "bound_slope_per_C_LZ": _r(bslope, 4), "bound_intercept": _r(bicpt),
-        "spearman_log10P_vs_C_LZ": _r(rho),
+        f"n_functions_seen_{min_count}_times": n_res,
+        f"rank_slope_seen_{min_count}_times": _r(zslope),
+        f"bound_slope_per_C_LZ_seen_{min_count}_times": _r(sslope, 4),
+        f"bound_intercept_seen_{min_count}_times": _r(sicpt),
+        f"spearman_log10P_vs_C_LZ_seen_{min_count}_times": _r(rho_res),
+        "rank_slope_all": _r(slope), "bound_slope_per_C_LZ_all": _r(bslope, 4),
+        "spearman_log10P_vs_C_LZ_all": _r(rho),
         "top_function_P": _r(float(top["p"].iloc[0]), 4) if len(top) else None,
         "top_function_C_LZ": _r(float(top["lz"].iloc[0]), 1) if len(top) else None,
     }
@@ -56,19 +64,21 @@ def prior_metrics(df: pd.DataFrame, summary: dict | None = None) -> dict:
     return out
 
 
-def draw_prior(folders: dict[str, Path]):
+def draw_prior(folders: dict[str, Path], min_count: int = 10):
+    """Zipf plot and P(f) vs C_LZ of the prior, fitted on functions seen >= min_count times."""
     (name, folder), = folders.items()
     r = results.load(folder)
     df = r.functions
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
-    plotting.rank_plot(df, "prior", ax=axes[0])
+    plotting.zipf_plot(df, "prior", min_count=min_count, ax=axes[0])
     axes[0].set_title("P(f) by rank (Zipf)")
-    plotting.complexity_plot(df, "prior", ax=axes[1])
+    plotting.simplicity_plot(df, "prior", min_count=min_count, ax=axes[1])
     axes[1].set_title(r"simplicity bias: P(f) vs $C_{LZ}$")
     n = r.config.get("task", {}).get("n")
-    fig.suptitle(f"prior of the FCN on all 2^{n} inputs, {int(df.loc[df.sampler == 'prior', 'count'].astype(float).sum()):,} samples")
+    total = int(df.loc[df["sampler"] == "prior", "count"].astype(float).sum())
+    fig.suptitle(f"prior of the FCN on all 2^{n} inputs, {total:,} samples")
     fig.tight_layout()
-    return fig, {name: prior_metrics(df, r.summary)}
+    return fig, {name: prior_metrics(df, r.summary, min_count)}
 
 
 # ---- (b)-(f) P_SGD vs P_B, one panel per run --------------------------------------------------------

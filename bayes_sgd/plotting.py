@@ -213,3 +213,83 @@ def epochs_by_run(runs: pd.DataFrame, *, ax=None):
     ax.set_xlabel("epochs to 100 % training accuracy"), ax.set_ylabel("fraction of runs fitted")
     ax.set_ylim(0, 1.02), ax.grid(True, alpha=0.3), ax.legend(fontsize=8)
     return ax
+
+
+# ---- rank and complexity plots fitted on the resolved functions only ---------------------------
+# With N samples every function seen once sits at P = 1/N: for the n = 7 prior most distinct
+# functions are such singletons, and a fit over all of them describes the sampling floor, not
+# P(f).  These variants fit only functions seen at least ``min_count`` times.
+
+def _resolved(df: pd.DataFrame, sampler: str, min_count: int):
+    sub = df[(df["sampler"] == sampler) & df["p"].notna()]
+    order = np.argsort(-sub["p"].to_numpy(float), kind="stable")
+    sub = sub.iloc[order]
+    counts = sub["count"].astype(float).to_numpy() if "count" in sub else np.full(len(sub), np.inf)
+    return sub, counts >= min_count
+
+
+def zipf_fit(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10):
+    """(slope, intercept, n) of log10 P = intercept + slope log10 rank over the functions seen
+    >= ``min_count`` times (ranks 1..n: they are the most probable ones)."""
+    sub, ok = _resolved(df, sampler, min_count)
+    p = sub["p"].to_numpy(float)[ok]
+    if len(p) < 3:
+        return float("nan"), float("nan"), int(len(p))
+    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
+    return float(slope), float(icpt), int(len(p))
+
+
+def zipf_plot(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10, ax=None):
+    """Rank plot of every function, the resolved ones (seen >= ``min_count`` times) marked and
+    fitted, with the one-sample floor 1/N drawn."""
+    ax = ax or plt.gca()
+    sub, ok = _resolved(df, sampler, min_count)
+    p = sub["p"].to_numpy(float)
+    rank = np.arange(1, len(p) + 1)
+    ax.loglog(rank[~ok], p[~ok], ".", ms=2, color="0.6", label=f"seen < {min_count} times")
+    ax.loglog(rank[ok], p[ok], ".", ms=3, color="C0", label=f"seen >= {min_count} times")
+    slope, icpt, n = zipf_fit(df, sampler, min_count=min_count)
+    if n >= 3:
+        r = np.array([1, n])
+        ax.loglog(r, 10 ** (icpt + slope * np.log10(r)), "r-", lw=1.2,
+                  label=f"fit over {n} resolved: slope {slope:.2f}")
+    if "count" in sub and len(sub):
+        total = sub["count"].astype(float).sum()
+        ax.axhline(1 / total, color="0.4", ls=":", lw=0.8, label="seen once (1/N)")
+    ax.set_xlabel("rank"), ax.set_ylabel(LABELS.get(sampler, sampler))
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def simplicity_fit(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10):
+    """(slope, intercept) of the upper bound log10 P <= intercept + slope C_LZ over the
+    resolved functions (seen >= ``min_count`` times): the slope of a least-squares line through
+    the most probable one at each C_LZ value, the intercept raised until no resolved function
+    lies above the line."""
+    sub, ok = _resolved(df, sampler, min_count)
+    top = sub[ok].groupby("lz")["log10_p"].max()
+    if len(top) < 2:
+        return float("nan"), float("nan")
+    x, y = top.index.to_numpy(float), top.to_numpy(float)
+    slope = np.polyfit(x, y, 1)[0]
+    return float(slope), float(np.max(y - slope * x))
+
+
+def simplicity_plot(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10, ax=None):
+    """log10 P(f) vs C_LZ for every function, the upper-bound line fitted on resolved ones."""
+    ax = ax or plt.gca()
+    sub, ok = _resolved(df, sampler, min_count)
+    ax.scatter(sub["lz"][~ok], sub["log10_p"][~ok], s=4, color="0.6", alpha=0.4,
+               label=f"seen < {min_count} times")
+    ax.scatter(sub["lz"][ok], sub["log10_p"][ok], s=8, color="C0", alpha=0.7,
+               label=f"seen >= {min_count} times")
+    slope, icpt = simplicity_fit(df, sampler, min_count=min_count)
+    if np.isfinite(slope):
+        xs = np.linspace(sub["lz"].min(), sub["lz"].max(), 50)
+        ax.plot(xs, icpt + slope * xs, "r--", lw=1.2,
+                label=f"upper bound: {icpt:.2f} {slope:+.3f} " + r"$C_{LZ}$")
+        lp = sub["log10_p"].to_numpy(float)
+        ax.set_ylim(np.nanmin(lp) - 0.5, max(np.nanmax(lp), icpt + slope * xs[0]) + 0.3)
+    ax.set_xlabel(r"$C_{LZ}$"), ax.set_ylabel(r"$\log_{10}$ " + LABELS.get(sampler, sampler))
+    ax.legend(fontsize=8, loc="upper right")
+    return ax

@@ -2,6 +2,7 @@
 and draws at least one figure."""
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -15,9 +16,47 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "analysis").glob("*.py"))
-TINY = ["name=tiny_nb", "task.n=5", "task.target=and3", "task.train_size=8", "model.widths=[8]",
+# A small real results folder (n = 5, widths [8], prior recorded), built once per test session
+# and shared by test_results, test_notebooks and test_reproduce, also across xdist workers
+# (the same helper is in each file; the folder is keyed by the hash of its config).
+TINY = ["name=tiny", "task.n=5", "task.target=and3", "task.train_size=8", "model.widths=[8]",
         "samplers.rejection.n_samples=20000", "samplers.rejection.record_prior=true",
-        "samplers.sgd.n_runs=100", "samplers.sgd.max_epochs=200", "analysis.plot=false"]
+        "samplers.sgd.n_runs=60", "samplers.sgd.max_epochs=200", "analysis.plot=false"]
+
+
+def shared_tiny_results(tmp_path_factory, overrides=TINY) -> Path:
+    import hashlib
+    import os
+    import time
+
+    from bayes_sgd.config import load_config
+    from bayes_sgd.experiment import run_experiment
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by all workers of this session
+    key = hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:10]
+    out, lock = root / f"tiny-{key}", root / f"tiny-{key}.lock"
+
+    def complete():
+        m = out / "manifest.json"
+        return m.exists() and json.loads(m.read_text()).get("status") == "complete"
+
+    try:
+        os.mkdir(lock)
+    except FileExistsError:  # another worker builds it
+        deadline = time.monotonic() + 900
+        while not complete():
+            if time.monotonic() > deadline or (lock / "failed").exists():
+                pytest.fail("the shared tiny results folder was not built")
+            time.sleep(0.5)
+        return out
+    try:
+        run_experiment(load_config(None, list(overrides)), out, show_progress=False)
+    except BaseException:
+        (lock / "failed").write_text("x")
+        raise
+    return out
 
 
 @pytest.fixture(scope="session")
@@ -36,14 +75,12 @@ def kernel_name():
 
 @pytest.fixture(scope="module")
 def tiny_results(tmp_path_factory):
-    from bayes_sgd.config import load_config
-    from bayes_sgd.experiment import run_experiment
-
+    src = shared_tiny_results(tmp_path_factory)
     base = tmp_path_factory.mktemp("nb")
-    run_experiment(load_config(None, TINY), base / "tiny", show_progress=False)
+    shutil.copytree(src, base / "tiny")
     grid = base / "grid"  # a figure folder: a shared "bayes" run and two runs
     for name in ("bayes", "a", "b"):
-        shutil.copytree(base / "tiny", grid / name)
+        shutil.copytree(src, grid / name)
     return base
 
 

@@ -142,3 +142,32 @@ def test_error_vs_complexity_and_epochs_plots():
     assert line.get_ydata()[-1] == pytest.approx(0.8)  # 8 of 10 runs fitted
     assert "median 4" in line.get_label()
     plt.close(fig)
+
+
+def test_resolved_fits_use_only_functions_seen_min_count_times():
+    counts = np.concatenate([(5e4 / np.arange(1, 101) ** 1.0).astype(int), np.ones(400, int)])
+    lz = np.concatenate([np.linspace(7, 40, 100), np.full(400, 60.0)])
+    df = table("prior", [format(i, "032b") for i in range(500)], counts, lz=lz)
+    fig, axes = plt.subplots(1, 2)
+    plotting.zipf_plot(df, "prior", min_count=10, ax=axes[0])
+    p = np.sort(df["p"].to_numpy())[::-1]
+    head = p[np.sort(counts)[::-1] >= 10]
+    slope, icpt = np.polyfit(np.log10(np.arange(1, len(head) + 1)), np.log10(head), 1)
+    s, i, n = plotting.zipf_fit(df, "prior", min_count=10)
+    assert n == len(head) == (counts >= 10).sum()
+    np.testing.assert_allclose([s, i], [slope, icpt])
+    fit = [l for l in axes[0].lines if l.get_label().startswith("fit over")][0]
+    np.testing.assert_allclose(np.polyfit(np.log10(fit.get_xdata()), np.log10(fit.get_ydata()), 1),
+                               [slope, icpt])
+    assert -1.1 < s < -0.9  # the exponent put in; the 400 singletons do not pull it
+    assert abs(plotting.rank_fit(df, "prior")[0] - s) > 0.3  # the all-function fit is not
+    plotting.simplicity_plot(df, "prior", min_count=10, ax=axes[1])
+    res = df[df["count"] >= 10]
+    top = res.groupby("lz")["log10_p"].max()
+    slope = np.polyfit(top.index.to_numpy(float), top.to_numpy(), 1)[0]
+    b, a = plotting.simplicity_fit(df, "prior", min_count=10)
+    assert b == pytest.approx(slope) and b < 0
+    bound = a + b * res["lz"].to_numpy(float)
+    assert np.all(res["log10_p"].to_numpy() <= bound + 1e-12)  # an upper bound of every resolved f
+    assert np.isclose(res["log10_p"].to_numpy(), bound).any()  # and touches one
+    plt.close(fig)

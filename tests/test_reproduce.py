@@ -3,6 +3,7 @@ reports missing data clearly, and draws a (tiny) figure end to end."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,29 +13,63 @@ from bayes_sgd import plotting, results
 from bayes_sgd.config import load_config
 from bayes_sgd.reproduce import FIGURES, TARGETS_N7, figure_configs, reproduce
 
-TINY = ["task.n=5", "task.target=and3", "task.train_size=8", "model.widths=[8]",
-        "samplers.rejection.n_samples=12000", "samplers.sgd.n_runs=40",
-        "samplers.sgd.max_epochs=100", "analysis.plot=false"]
+# A small real results folder (n = 5, widths [8], prior recorded), built once per test session
+# and shared by test_results, test_notebooks and test_reproduce, also across xdist workers
+# (the same helper is in each file; the folder is keyed by the hash of its config).
+TINY = ["name=tiny", "task.n=5", "task.target=and3", "task.train_size=8", "model.widths=[8]",
+        "samplers.rejection.n_samples=20000", "samplers.rejection.record_prior=true",
+        "samplers.sgd.n_runs=60", "samplers.sgd.max_epochs=200", "analysis.plot=false"]
 
 
-def test_same_seed_and_config_give_identical_counts(tmp_path):
+def shared_tiny_results(tmp_path_factory, overrides=TINY) -> Path:
+    import hashlib
+    import os
+    import time
+
+    from bayes_sgd.config import load_config
     from bayes_sgd.experiment import run_experiment
 
-    cfg = load_config(None, ["name=det", *TINY])
-    s1 = run_experiment(cfg, tmp_path / "one", show_progress=False)
-    s2 = run_experiment(cfg, tmp_path / "two", show_progress=False)
-    f1 = pd.read_parquet(tmp_path / "one" / "functions.parquet")
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by all workers of this session
+    key = hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:10]
+    out, lock = root / f"tiny-{key}", root / f"tiny-{key}.lock"
+
+    def complete():
+        m = out / "manifest.json"
+        return m.exists() and json.loads(m.read_text()).get("status") == "complete"
+
+    try:
+        os.mkdir(lock)
+    except FileExistsError:  # another worker builds it
+        deadline = time.monotonic() + 900
+        while not complete():
+            if time.monotonic() > deadline or (lock / "failed").exists():
+                pytest.fail("the shared tiny results folder was not built")
+            time.sleep(0.5)
+        return out
+    try:
+        run_experiment(load_config(None, list(overrides)), out, show_progress=False)
+    except BaseException:
+        (lock / "failed").write_text("x")
+        raise
+    return out
+
+
+def test_same_seed_and_config_give_identical_counts(tmp_path, tmp_path_factory):
+    from bayes_sgd.experiment import run_experiment
+
+    one = shared_tiny_results(tmp_path_factory)  # built by whichever test came first
+    s2 = run_experiment(load_config(None, TINY), tmp_path / "two", show_progress=False)
+    f1 = pd.read_parquet(one / "functions.parquet")
     f2 = pd.read_parquet(tmp_path / "two" / "functions.parquet")
-    assert len(f1) > 10 and set(f1["sampler"]) == {"rejection", "sgd"}
+    assert len(f1) > 10 and set(f1["sampler"]) == {"rejection", "prior", "sgd"}
     pd.testing.assert_frame_equal(f1, f2, check_exact=True)
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one" / "runs.parquet"),
-                                  pd.read_parquet(tmp_path / "two" / "runs.parquet"), check_exact=True)
-    assert s1["agreement"] == s2["agreement"]
-    # a different seed gives different samples
-    cfg3 = load_config(None, ["name=det", "seed=1", *TINY])
-    run_experiment(cfg3, tmp_path / "three", show_progress=False)
-    f3 = pd.read_parquet(tmp_path / "three" / "functions.parquet")
-    assert not f1["count"].equals(f3["count"]) or not f1["function"].equals(f3["function"])
+    pd.testing.assert_frame_equal(pd.read_parquet(one / "runs.parquet"),
+                                  pd.read_parquet(tmp_path / "two" / "runs.parquet"),
+                                  check_exact=True)
+    s1 = json.loads((one / "summary.json").read_text())
+    assert s1["agreement"] == json.loads(json.dumps(s2["agreement"]))
 
 
 def test_list_names_every_figure(capsys):
@@ -86,12 +121,17 @@ def test_targets_have_increasing_complexity_and_similar_P_S():
     from bayes_sgd.tasks import parse_target, train_mask
 
     in_s = train_mask(7, train_size=16, seed=0)
-    clz = []
+    clz, on_s = [], set()
     for t in TARGETS_N7.values():
         table = parse_target(t, 7)
         assert table.sum() == 8 and table[in_s].sum() == 1
         clz.append(lz_complexity(table))
+        on_s.add("".join(map(str, table[in_s])))
     assert clz == sorted(clz) and clz == [21.0, 31.5, 45.5, 70.0]
+    # the networks see only S: the targets must differ there, or the panels are one experiment
+    assert len(on_s) == len(TARGETS_N7)
+    cfgs = figure_configs("targets_n7")
+    assert [c.task.target for c in cfgs.values()] == list(TARGETS_N7.values())
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
@@ -114,9 +154,12 @@ def test_tiny_figure_end_to_end(tmp_path, capsys):
     m = report["metrics"]["prior"]
     df = results.load(fig_dir / "prior").functions
     slope, _ = plotting.rank_fit(df, "prior")
-    assert m["rank_slope"] == pytest.approx(slope, abs=1e-3)
+    assert m["rank_slope_all"] == pytest.approx(slope, abs=1e-3)
+    zslope, _, n_res = plotting.zipf_fit(df, "prior", min_count=10)
+    assert m["rank_slope_seen_10_times"] == pytest.approx(zslope, abs=1e-3)
+    assert m["n_functions_seen_10_times"] == n_res == (df.loc[df.sampler == "prior", "count"] >= 10).sum()
     assert m["n_samples"] == 20000 and m["n_functions"] == (df["sampler"] == "prior").sum()
-    assert m["rank_slope"] < 0 and m["bound_slope_per_C_LZ"] < 0  # simplicity bias
+    assert m["rank_slope_seen_10_times"] < 0 and m["bound_slope_per_C_LZ_seen_10_times"] < 0
     capsys.readouterr()
     # a second call skips the complete run and redraws
     assert reproduce("prior_n7", out=tmp_path, overrides=ov) == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,20 +11,52 @@ import pytest
 
 from bayes_sgd import results
 
-TINY = ["name=tiny_results", "task.n=5", "task.target=and3", "task.train_size=8",
-        "model.widths=[8]", "samplers.rejection.n_samples=20000",
-        "samplers.rejection.record_prior=true", "samplers.sgd.n_runs=60",
-        "samplers.sgd.max_epochs=200", "analysis.plot=false"]
+# A small real results folder (n = 5, widths [8], prior recorded), built once per test session
+# and shared by test_results, test_notebooks and test_reproduce, also across xdist workers
+# (the same helper is in each file; the folder is keyed by the hash of its config).
+TINY = ["name=tiny", "task.n=5", "task.target=and3", "task.train_size=8", "model.widths=[8]",
+        "samplers.rejection.n_samples=20000", "samplers.rejection.record_prior=true",
+        "samplers.sgd.n_runs=60", "samplers.sgd.max_epochs=200", "analysis.plot=false"]
+
+
+def shared_tiny_results(tmp_path_factory, overrides=TINY) -> Path:
+    import hashlib
+    import os
+    import time
+
+    from bayes_sgd.config import load_config
+    from bayes_sgd.experiment import run_experiment
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by all workers of this session
+    key = hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:10]
+    out, lock = root / f"tiny-{key}", root / f"tiny-{key}.lock"
+
+    def complete():
+        m = out / "manifest.json"
+        return m.exists() and json.loads(m.read_text()).get("status") == "complete"
+
+    try:
+        os.mkdir(lock)
+    except FileExistsError:  # another worker builds it
+        deadline = time.monotonic() + 900
+        while not complete():
+            if time.monotonic() > deadline or (lock / "failed").exists():
+                pytest.fail("the shared tiny results folder was not built")
+            time.sleep(0.5)
+        return out
+    try:
+        run_experiment(load_config(None, list(overrides)), out, show_progress=False)
+    except BaseException:
+        (lock / "failed").write_text("x")
+        raise
+    return out
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    from bayes_sgd.config import load_config
-    from bayes_sgd.experiment import run_experiment
-
-    out = tmp_path_factory.mktemp("res") / "tiny"
-    run_experiment(load_config(None, TINY), out, show_progress=False)
-    return out
+    return shared_tiny_results(tmp_path_factory)
 
 
 def _copy(folder, tmp_path, name="copy"):
@@ -35,14 +68,14 @@ def _copy(folder, tmp_path, name="copy"):
 def test_load_complete_folder(folder):
     r = results.load(folder)
     assert r.manifest["status"] == "complete"
-    assert r.name == "tiny_results" and r.config["task"]["n"] == 5
+    assert r.name == "tiny" and r.config["task"]["n"] == 5
     assert set(r.samplers) == {"rejection", "prior", "sgd"}
     assert r.summary["sgd"]["n_runs"] == len(r.runs) == 60
     # the counts agree with the summary
     rej = r.functions[r.functions["sampler"] == "rejection"]
     assert int(rej["count"].sum()) == r.summary["rejection"]["n_accepted"]
     assert len(rej) == r.summary["rejection"]["n_functions"]
-    assert "tiny_results" in repr(r)
+    assert "tiny" in repr(r)
 
 
 @pytest.mark.parametrize("damage", ["running", "no_manifest", "no_functions", "no_runs",
@@ -100,7 +133,7 @@ def test_join_rows_labels_and_config_columns(folder, tmp_path):
     assert set(df.loc[df["run"] == "adam", "optimizer"]) == {"adam"}
     assert set(df["batch_size"]) == {a.config["samplers"]["sgd"]["batch_size"]}
     # default labels: config names, which repeat here, so the folder names
-    assert list(results.join([folder, other])["run"].cat.categories) == ["tiny", "other"]
+    assert list(results.join([folder, other])["run"].cat.categories) == [folder.name, "other"]
     # wide on a joined table: one column per (run, sampler)
     w = results.wide(df)
     assert set(w.columns) == {(r, s) for r in ("sgd", "adam") for s in ("rejection", "sgd")}
