@@ -1,0 +1,68 @@
+"""Shared fixtures of the pipeline tests.
+
+Dtype promotion.  ``jax.config.update("jax_numpy_dtype_promotion", "strict")`` is deliberately
+NOT set here: under strict promotion the SGD sampler fails with the ``adam`` optimizer, inside
+optax (``optax.tree_utils.tree_bias_correction`` computes ``decay ** count`` with a Python float
+and an int32 step count -> ``TypePromotionError``), reached from
+``bayes_sgd.samplers._sgd.SGDTrainer`` via ``make_optimizer("adam", ...)``.  Everything else in
+the Boolean pipeline (rejection, SGD with sgd/momentum/adagrad/rmsprop, both losses, SGLD, the
+function table and analysis) ran clean under strict promotion when this was checked.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import erf
+
+NP_ACTIVATIONS = {
+    "relu": lambda h: np.maximum(h, 0.0),
+    "tanh": np.tanh,
+    "erf": erf,
+    "linear": lambda h: h,
+}
+
+
+def numpy_fcn_forward(params, x, activation="relu"):
+    """Plain float64 numpy forward pass of ONE FCN given as a sequence of {"w", "b"} dicts:
+    h_{l+1} = W_l phi(h_l) + b_l (phi not applied to the input).  Returns (N,)."""
+    phi = NP_ACTIVATIONS[activation]
+    h = np.asarray(x, np.float64).reshape(len(x), -1)
+    for l, layer in enumerate(params):
+        if l > 0:
+            h = phi(h)
+        h = h @ np.asarray(layer["w"], np.float64) + np.asarray(layer["b"], np.float64)
+    return h[:, 0]
+
+
+def numpy_prior_outputs(rng, widths, sigma_w, sigma_b, x, n, activation="relu"):
+    """Outputs (n, N) of n FCNs drawn with numpy from the NNGP prior: W ~ N(0, sigma_w^2/fan_in),
+    b ~ N(0, sigma_b^2), independently of the library's JAX sampler."""
+    phi = NP_ACTIVATIONS[activation]
+    h = np.broadcast_to(np.asarray(x, np.float64), (n,) + np.shape(x))
+    dims = [h.shape[-1], *widths, 1]
+    for l, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:])):
+        if l > 0:
+            h = phi(h)
+        w = rng.standard_normal((n, fan_in, fan_out)) * (sigma_w / np.sqrt(fan_in))
+        b = rng.standard_normal((n, 1, fan_out)) * sigma_b
+        h = h @ w + b
+    return h[..., 0]
+
+
+@pytest.fixture(scope="session")
+def np_forward():
+    return numpy_fcn_forward
+
+
+@pytest.fixture(scope="session")
+def np_prior_outputs():
+    return numpy_prior_outputs
+
+
+def bits_of(strings) -> np.ndarray:
+    return np.array([[int(c) for c in s] for s in strings], np.uint8)
+
+
+@pytest.fixture(scope="session")
+def to_bits():
+    return bits_of

@@ -1,0 +1,263 @@
+"""Config loading, --set overrides and validation errors (each naming its dotted field), and
+the CLI's error path."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tomllib
+
+import pytest
+
+from bayes_sgd import cli
+from bayes_sgd.config import (Config, ConfigError, config_from_dict, default_config_path,
+                              load_config)
+from bayes_sgd.tasks import build_task
+
+
+def test_default_config_equals_the_toml_file():
+    raw = tomllib.loads(default_config_path().read_text())
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    # every value present in the file is the loaded value, section by section
+    for section in ("task", "model"):
+        for k, v in raw[section].items():
+            assert getattr(getattr(cfg, section), k) == v, (section, k)
+    for sampler, fields in raw["samplers"].items():
+        for k, v in fields.items():
+            assert getattr(getattr(cfg.samplers, sampler), k) == v, (sampler, k)
+    assert cfg.name == raw["name"] and cfg.seed == raw["seed"]
+    assert cfg.analysis.min_counts == raw["analysis"]["min_counts"]
+    # fields the file leaves out keep the dataclass defaults
+    assert cfg.samplers.sgd.sgld_temperature == 0.0
+    assert cfg.samplers.gp.enabled is False and cfg.samplers.nuts.enabled is False
+    assert cfg.analysis.plot is True
+    # the values the README documents for the default experiment
+    assert (cfg.task.n, cfg.task.target, cfg.task.train_size) == (7, "and4", 16)
+    assert cfg.model.widths == [40, 40]
+    assert cfg.samplers.rejection.n_samples == 6_000_000
+    assert cfg.samplers.sgd.n_runs == 10_000
+    assert load_config(default_config_path()) == cfg
+
+
+def test_to_dict_roundtrip():
+    cfg = load_config(None, ["model.widths=[3, 4, 5]", "samplers.sgd.lr=0.25"])
+    assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+OVERRIDES = [  # (--set item, path, expected value, expected type)
+    ("task.n=5", ("task", "n"), 5, int),
+    ("seed=12", ("seed",), 12, int),
+    ("samplers.sgd.lr=0.01", ("samplers", "sgd", "lr"), 0.01, float),
+    ("samplers.sgd.lr=1", ("samplers", "sgd", "lr"), 1.0, float),  # int accepted for a float
+    ("samplers.sgd.lr=1e-3", ("samplers", "sgd", "lr"), 1e-3, float),
+    ("model.widths=[8, 4]", ("model", "widths"), [8, 4], list),
+    ("model.widths=[16]", ("model", "widths"), [16], list),
+    ("analysis.min_counts=[1,3]", ("analysis", "min_counts"), [1, 3], list),
+    ("task.target=parity", ("task", "target"), "parity", str),  # a bare word is a string
+    ("task.target='xor2'", ("task", "target"), "xor2", str),
+    ('task.target="random:3"', ("task", "target"), "random:3", str),
+    ("task.target=random:3", ("task", "target"), "random:3", str),
+    ("task.target=0110", ("task", "target"), "0110", str),  # not a TOML integer (leading 0)
+    ("samplers.sgd.optimizer=adam", ("samplers", "sgd", "optimizer"), "adam", str),
+    ("analysis.plot=false", ("analysis", "plot"), False, bool),
+    (" samplers.rejection.record_prior = true ", ("samplers", "rejection", "record_prior"), True, bool),
+    ("samplers.sgd.momentum=1.0", ("samplers", "sgd", "momentum"), 1.0, float),  # max is inclusive
+    ("task.n=20", ("task", "n"), 20, int),
+]
+
+
+@pytest.mark.parametrize("item, path, value, tp", OVERRIDES, ids=[o[0] for o in OVERRIDES])
+def test_set_overrides(item, path, value, tp):
+    cfg = load_config(None, [item])
+    node = cfg
+    for p in path:
+        node = getattr(node, p)
+    assert node == value and type(node) is tp
+    # nothing else changed
+    base = load_config().to_dict()
+    got = cfg.to_dict()
+    d_base, d_got = base, got
+    for p in path[:-1]:
+        d_base, d_got = d_base[p], d_got[p]
+    d_base.pop(path[-1]), d_got.pop(path[-1])
+    assert got == base
+
+
+def test_later_set_wins():
+    cfg = load_config(None, ["task.n=5", "task.n=6"])
+    assert cfg.task.n == 6
+
+
+BAD = [  # (--set items, substring the message must contain)
+    (["task.foo=1"], "task.foo"),
+    (["samplers.sgd.learning_rate=0.1"], "samplers.sgd.learning_rate"),
+    (["bogus=1"], "bogus"),
+    (["task.n=abc"], "task.n"),  # wrong type (bare word -> string)
+    (["task.n='7'"], "task.n"),
+    (["task.n=5.0"], "task.n"),  # float for int
+    (["task.n=true"], "task.n"),  # bool for int
+    (["samplers.sgd.lr=true"], "samplers.sgd.lr"),  # bool for float
+    (["samplers.sgd.lr='fast'"], "samplers.sgd.lr"),
+    (["samplers.sgd.lr=nan"], "samplers.sgd.lr"),
+    (["samplers.rejection.enabled=1"], "samplers.rejection.enabled"),  # int for bool
+    (["task.target=7"], "task.target"),  # int for string
+    (["task.n=0"], "task.n"),  # out of range
+    (["task.n=21"], "task.n"),
+    (["seed=-1"], "seed"),
+    (["samplers.sgd.lr=-0.1"], "samplers.sgd.lr"),
+    (["samplers.sgd.momentum=1.5"], "samplers.sgd.momentum"),
+    (["model.sigma_w=-1"], "model.sigma_w"),
+    (["samplers.gp.tilting_samples=9"], "samplers.gp.tilting_samples"),
+    (["samplers.sgd.optimizer=lbfgs"], "samplers.sgd.optimizer"),  # bad choice
+    (["samplers.sgd.loss=hinge"], "samplers.sgd.loss"),
+    (["model.activation=gelu"], "model.activation"),
+    (["model.padding=['VALID', 'FULL']"], "model.padding[1]"),
+    (["model.widths=[8, 0]"], "model.widths[1]"),  # list entry out of range
+    (["model.widths=[8, 2.5]"], "model.widths[1]"),
+    (["model.widths=[8, true]"], "model.widths[1]"),  # bool for int inside a list
+    (["model.widths=[]"], "model.widths"),
+    (["model.widths=8"], "model.widths"),  # scalar for a list
+    (["analysis.min_counts=[0]"], "analysis.min_counts[0]"),
+    (["task.kind=image", "model.arch=cnn", "model.kernel_sizes=[5, 2]"], "model.kernel_sizes"),
+    (["task.kind=image", "model.arch=cnn", "model.strides=[1, 1, 1]"], "model.strides"),
+    (["task.kind=image", "model.arch=cnn", "model.filters=[8, 8]"], "model.kernel_sizes"),
+    (["task.kind=image", "model.arch=cnn", "model.padding=['SAME']"], "model.padding"),
+    (["model.arch=cnn"], "model.arch"),  # cnn needs an image task
+    (["samplers.rejection.enabled=false", "samplers.sgd.enabled=false"], "samplers"),
+    (["task.n.x=1"], "task.n.x"),  # descending into a scalar
+    (["task=3"], "task"),  # scalar for a section
+    (["task.n"], "task.n"),  # --set without '='
+    (["samplers.sgd.lr"], "--set"),
+]
+
+
+@pytest.mark.parametrize("items, field", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_overrides_raise_config_error_naming_field(items, field):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, items)
+    assert field in str(e.value)
+    assert isinstance(e.value, ValueError)  # the CLI catches it as such
+
+
+def test_cnn_lists_of_matching_length_pass():
+    cfg = load_config(None, ["task.kind=image", "model.arch=cnn", "model.filters=[4, 4]",
+                             "model.kernel_sizes=[3, 3]", "model.strides=[1, 2]",
+                             "model.padding=['SAME', 'VALID']"])
+    assert cfg.model.strides == [1, 2]
+
+
+def test_malformed_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\n[task\nn = 3\n")
+    with pytest.raises(ConfigError, match=r"^config: .*bad\.toml is not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"^config: file .*nope\.toml does not exist"):
+        load_config(tmp_path / "nope.toml")
+    dup = tmp_path / "dup.toml"
+    dup.write_text("seed = 1\nseed = 2\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(dup)
+
+
+def test_file_values_validated_too(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[samplers.sgd]\nbatch_size = 0\n")
+    with pytest.raises(ConfigError, match=r"^samplers\.sgd\.batch_size: expected an integer >= 1, got 0$"):
+        load_config(f)
+    f.write_text("[model]\nwidths = [4]\n")  # a minimal file: everything else defaults
+    assert load_config(f).model.widths == [4]
+
+
+def test_error_message_format():
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["samplers.sgd.lr=-1"])
+    # the README shows "got -1"; the value is coerced to float before the range check
+    assert re.fullmatch(r"samplers\.sgd\.lr: expected a number >= 0\.0, got -1(\.0)?", str(e.value))
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["samplers.sgd.momentum=2"])
+    assert re.fullmatch(r"samplers\.sgd\.momentum: expected a number in \[0\.0, 1\.0\], got 2(\.0)?",
+                        str(e.value))
+
+
+@pytest.mark.xfail(strict=True, reason="config.py:187 names a section 'task.' (trailing dot): "
+                   "'task.: expected a table, got 3'")
+def test_section_error_names_section_without_trailing_dot():
+    with pytest.raises(ConfigError, match=r"^task: expected a table"):
+        load_config(None, ["task=3"])
+
+
+@pytest.mark.xfail(strict=True, reason="config.py:217 _parse_value turns a truth table that "
+                   "starts with '1' into a TOML integer, so --set task.target=1000 is rejected "
+                   "('task.target: expected a string, got 1000') although the field is a string")
+def test_set_truth_table_starting_with_one():
+    assert load_config(None, ["task.n=2", "task.target=1000"]).task.target == "1000"
+
+
+@pytest.mark.xfail(strict=True, reason="config.py:37: the default task.target 'paper' is not a "
+                   "preset, so a config file without task.target validates but build_task fails")
+def test_default_task_target_builds():
+    cfg = config_from_dict({})
+    assert build_task(cfg.task).n_test == 128 - cfg.task.train_size
+
+
+def test_quoted_truth_table_starting_with_one():
+    # the workaround for the previous test: quote the value
+    assert load_config(None, ["task.n=2", "task.target='1000'"]).task.target == "1000"
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+
+CLI_BAD = [
+    (["--set", "task.n=0"], "task.n"),
+    (["--set", "samplers.sgd.foo=1"], "samplers.sgd.foo"),
+    (["--set", "samplers.sgd.optimizer=lbfgs"], "samplers.sgd.optimizer"),
+    (["--set", "task.n"], "--set"),
+    (["--set", "task.target=0101"], "task.target"),  # a task error (2^7 bits needed)
+    (["--set", "task.train_size=128"], "task.train_size"),
+]
+
+
+@pytest.mark.parametrize("args, field", CLI_BAD, ids=[a[1] for a in CLI_BAD])
+def test_cli_bad_set_returns_2_and_writes_nothing(tmp_path, capsys, monkeypatch, args, field):
+    monkeypatch.chdir(tmp_path)  # the default --out results/<name> would land here
+    out = tmp_path / "res"
+    rc = cli.main(["run", "--out", str(out), "--quiet", *args])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"error: {field}" in err
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_missing_config_file(tmp_path, capsys):
+    rc = cli.main(["run", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "r")])
+    assert rc == 2
+    assert "error: config: file" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_config_prints_resolved_config(capsys):
+    rc = cli.main(["config", "--set", "task.n=5", "--set", "model.widths=[3]"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == load_config(None, ["task.n=5", "model.widths=[3]"]).to_dict()
+    assert printed["task"]["n"] == 5 and printed["model"]["widths"] == [3]
+
+
+def test_dataclass_fields_all_have_specs():
+    # every leaf field is reachable by --set: set each to its own default and reload
+    cfg = load_config()
+    items = []
+
+    def walk(obj, prefix):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                walk(v, f"{prefix}{f.name}.")
+            else:
+                items.append(f"{prefix}{f.name}={json.dumps(v)}")
+
+    walk(cfg, "")
+    assert len(items) > 50
+    assert load_config(None, items) == cfg
