@@ -220,6 +220,48 @@ def test_loss_functions_closed_form():
         make_optimizer("lbfgs", 0.1)
 
 
+# ---- training after the fit ------------------------------------------------------------------
+
+AFTER = 20
+
+
+@pytest.fixture(scope="module")
+def after_hot():
+    """SGLD (T = 2) that keeps training 20 epochs after the first fit of S."""
+    s = SGDSettings(n_runs=16, lr=0.1, batch_size=2, max_epochs=300, slots=16,
+                    epochs_after_fit=AFTER, sgld_temperature=2.0)
+    return SGDTrainer(EASY_MODEL, EASY, s, stream=STREAM)
+
+
+def test_epochs_after_fit_recorded(after_hot):
+    res = after_hot.run(range(16))
+    assert res.n_fitted == 16 == res.counter.total
+    for fitted, fit_epoch, epochs, diverged in res.records.values():
+        assert fitted and not diverged
+        assert epochs == min(fit_epoch + AFTER, 300)
+
+
+@pytest.mark.xfail(strict=True, reason="_sgd.py one_epoch: with epochs_after_fit > 0 a run is "
+                   "marked fitted (and its final function on E counted in P_SGD(f|S)) from its "
+                   "first fit; S is never re-checked at the end, so the counted network need "
+                   "not fit S (here 10 of 16 runs under SGLD T = 2)")
+def test_runs_marked_fitted_fit_s_at_the_end(after_hot, np_forward):
+    # the loop of SGDTrainer.run, keeping the final parameters of every slot
+    st = after_hot.refill(after_hot.empty_state(), jnp.ones(16, bool), jnp.arange(16, dtype=jnp.int32))
+    for _ in range(100):
+        st = after_hot.run_epochs(st, 4)
+        if np.asarray(st.done).all():
+            break
+    assert np.asarray(st.done).all()
+    fitted = (np.asarray(st.fit_epoch) >= 0) & ~np.asarray(st.diverged)
+    assert fitted.all()
+    # independent check of 100 % training accuracy of the final networks, in numpy
+    for i in range(16):
+        p = [{k: np.asarray(v)[i] for k, v in layer.items()} for layer in st.params]
+        out = np_forward(p, EASY.x_train)
+        assert np.array_equal(out > 0, EASY.y_train == 1), i
+
+
 # ---- hard target: divergence, unfitted runs, SGLD noise ------------------------------------------
 
 HARD = boolean_task(5, "parity", train_size=16, seed=1)
