@@ -57,12 +57,3 @@ def np_forward():
 @pytest.fixture(scope="session")
 def np_prior_outputs():
     return numpy_prior_outputs
-
-
-def bits_of(strings) -> np.ndarray:
-    return np.array([[int(c) for c in s] for s in strings], np.uint8)
-
-
-@pytest.fixture(scope="session")
-def to_bits():
-    return bits_of

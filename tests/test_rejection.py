@@ -13,6 +13,8 @@ every cell >= 5).  Acceptance rates are compared with the two-proportion z-test 
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import jax
 import numpy as np
 import pytest
@@ -75,7 +77,6 @@ def numpy_run(np_prior_outputs):
     bits = (out > 0).astype(np.uint8)
     fits = (bits[:, TASK.train_index] == TASK.y_train).all(1)
     to_str = lambda rows: ["".join(map(str, r)) for r in rows]
-    from collections import Counter
     post = Counter(to_str(bits[fits][:, TASK.test_index]))
     prior = Counter(to_str(bits))
     return dict(post=dict(post), prior=dict(prior), n=len(bits), accepted=int(fits.sum()))
@@ -144,7 +145,6 @@ def test_same_keys_same_counts_and_chunk_convention(fn_full, full_run, np_forwar
                      for i in range(CHUNK)]).astype(np.uint8)
     fits = (bits[:, TASK.train_index] == TASK.y_train).all(1)
     assert again.n_accepted == int(fits.sum())
-    from collections import Counter
     want = Counter("".join(map(str, r)) for r in bits[fits][:, TASK.test_index])
     assert counts_dict(again.posterior) == dict(want)
     assert counts_dict(again.prior) == dict(Counter("".join(map(str, r)) for r in bits))
@@ -175,7 +175,6 @@ def test_partial_last_chunk_counts_exactly_n_samples(fn_full, fn_s_first):
     fits, packed_e, packed_all = fn_full(jax.random.fold_in(STREAM, 3))
     fits = np.asarray(fits)
     assert res.n_accepted == sum(w.n_accepted for w in whole[:3]) + int(fits[:1000].sum())
-    from collections import Counter
     ref = Counter()
     for w in whole[:3]:
         ref.update(counts_dict(w.posterior))
