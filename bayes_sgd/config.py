@@ -18,8 +18,9 @@ class ConfigError(ValueError):
     """A config field is missing, unknown, or has a value outside what it accepts."""
 
 
-def _spec(default, *, choices=None, min=None, max=None, help="", default_factory=None):
-    meta = {"choices": choices, "min": min, "max": max, "help": help}
+def _spec(default, *, choices=None, min=None, max=None, help="", default_factory=None,
+          allow_empty=False):
+    meta = {"choices": choices, "min": min, "max": max, "help": help, "allow_empty": allow_empty}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -42,6 +43,8 @@ class TaskConfig:
     dataset: str = _spec("digits", choices=("digits", "mnist", "fashion-mnist", "cifar10"))
     data_path: str = _spec("", help="folder of the dataset files ('' = default location)")
     split: str = _spec("test", choices=("train", "test"))
+    test_split: str = _spec("", choices=("", "train", "test"),
+                            help="split E is drawn from ('' = the same split as S, disjoint)")
     binarize: str = _spec("threshold:5", help="threshold:T (label >= T -> 1) or parity")
     test_size: int = _spec(100, min=1)
     corrupt_fraction: float = _spec(0.0, min=0.0, max=1.0)
@@ -62,6 +65,9 @@ class ModelConfig:
     padding: list[str] = _spec(None, default_factory=lambda: ["VALID", "SAME", "VALID", "SAME"],
                                choices=("VALID", "SAME"))
     pooling: str = _spec("none", choices=("none", "max", "avg"))
+    dense_widths: list[int] = _spec(None, default_factory=list, min=1, allow_empty=True,
+                                    help="CNN hidden dense layers after the conv stack; [] = "
+                                         "linear readout (the paper's CNN)")
 
 
 @dataclass
@@ -204,7 +210,7 @@ def _build(cls, data: dict, prefix: str):
         value = data[name]
         if get_origin(tp) is list:
             (inner,) = get_args(tp)
-            if not isinstance(value, list) or not value:
+            if not isinstance(value, list) or not (value or f.metadata.get("allow_empty")):
                 raise ConfigError(f"{path}: expected {_describe(tp, f.metadata)}, got {value!r}")
             value = [_coerce_scalar(f"{path}[{i}]", inner, f.metadata, v)
                      for i, v in enumerate(value)]

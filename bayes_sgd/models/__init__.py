@@ -25,5 +25,5 @@ def build_model(cfg, input_shape: tuple[int, ...]):
                    padding=tuple(cfg.padding),
                    pooling=None if cfg.pooling == "none" else cfg.pooling,
                    activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b,
-                   dense_widths=tuple(cfg.widths) if cfg.widths else ())
+                   dense_widths=tuple(cfg.dense_widths))
     raise ValueError(f"model.arch: expected 'fcn' or 'cnn', got {cfg.arch!r}")

@@ -12,11 +12,20 @@ run id, so throughput does not wait for the slowest run of a batch.  Every rando
 run r depends on r alone, so results are independent of slot count and scheduling (up to
 floating-point reassociation in batched kernels).
 
+Memory.  The automatic slot count (``slots = 0``) is also capped by ``n_runs`` and by a
+memory budget (``SGDSettings.memory_budget_bytes``, 2 GiB): per slot, parameters, optimiser
+state, gradients and their temporaries, plus every intermediate activation of one forward
+pass (measured from the model's jaxpr) times the rows evaluated at once (3 x batch for the
+backward pass, the fit-check chunk, |E|).  The 100 %-training-accuracy check evaluates S in
+chunks of ``FIT_CHUNK`` rows when |S| is larger, so activation memory does not grow with |S|
+(images: a CNN's feature maps on |S| = 10,000 would otherwise need GBs per slot).
+
 SGLD (``sgld_temperature`` T > 0) adds N(0, 2 lr T) noise to every parameter after each
 optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibatch mean loss.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,6 +36,44 @@ import optax
 
 from ..counting import FunctionCounter
 from ._common import pack_bits_jax
+
+FIT_CHUNK = 128  # rows of S per forward pass in the fit check when |S| is larger
+DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes for all slots' working set (automatic slot count)
+
+
+def activation_floats_per_input(model, input_shape) -> int:
+    """Floats of every intermediate value of ONE network's forward pass per input row.
+
+    Read off the jaxpr of ``model.apply`` at 2 and 1 input rows (the difference removes
+    parameter-only values): for an FCN the sum of its widths (pre- and post-activation), for a
+    CNN the sum of its feature maps. An upper bound on what the backward pass keeps per row.
+    """
+    params = jax.eval_shape(
+        lambda k: jax.tree_util.tree_map(lambda a: a[0], model.init(key=k, n=1)),
+        jax.random.key(0))
+
+    def total(n):
+        x = jax.ShapeDtypeStruct((n, *input_shape), jnp.float32)
+        jaxpr = jax.make_jaxpr(model.apply)(params, x)
+        return sum(math.prod(v.aval.shape) for eqn in jaxpr.eqns for v in eqn.outvars
+                   if hasattr(v.aval, "shape"))
+
+    return max(1, total(2) - total(1))
+
+
+def slot_bytes(model, input_shape, opt, *, batch_size: int, fit_rows: int, n_test: int) -> int:
+    """Estimated bytes of one training slot (float32): parameters x 4 (params, gradient, update,
+    the kept copy) + optimiser state x 2, plus activations of max(3 x batch, fit_rows, n_test)
+    rows (``activation_floats_per_input``)."""
+    p1 = jax.eval_shape(
+        lambda k: jax.tree_util.tree_map(lambda a: a[0], model.init(key=k, n=1)),
+        jax.random.key(0))
+    n_params = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(p1))
+    n_opt = sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(jax.eval_shape(opt.init, p1))
+                if hasattr(a, "shape"))
+    rows = max(3 * batch_size, fit_rows, n_test)
+    act = activation_floats_per_input(model, input_shape)
+    return 4 * (4 * n_params + 2 * n_opt + rows * act)
 
 
 def make_optimizer(name: str, lr: float, momentum: float = 0.9) -> optax.GradientTransformation:
@@ -74,6 +121,7 @@ class SGDSettings:
     epochs_after_fit: int = 0
     slots: int = 0
     sgld_temperature: float = 0.0
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET  # caps the automatic slot count
 
     @classmethod
     def from_config(cls, c) -> "SGDSettings":
@@ -117,10 +165,21 @@ class SGDTrainer:
         self.n_steps = -(-self.m // bs)
         self.opt = make_optimizer(settings.optimizer, settings.lr, settings.momentum)
         self.loss = loss_fn(settings.loss)
+        # fit check in chunks of FIT_CHUNK rows once S is larger (bounded activation memory)
+        self.fit_chunk = self.m if self.m <= FIT_CHUNK else FIT_CHUNK
+        n_chunks = -(-self.m // self.fit_chunk)
+        pad_idx = np.arange(n_chunks * self.fit_chunk) % self.m
+        self.x_s_chunks = self.x_s[pad_idx].reshape(
+            (n_chunks, self.fit_chunk) + self.x_s.shape[1:])
+        self.slot_bytes = slot_bytes(model, task.input_shape, self.opt, batch_size=bs,
+                                     fit_rows=self.fit_chunk, n_test=self.n_test)
         if settings.slots:
             self.P = settings.slots
         else:  # enough slots to amortise dispatch, not so many that the tail idles
-            self.P = int(np.clip(2 ** np.round(np.log2(max(settings.n_runs, 1) / 8)), 32, 1024))
+            P = int(np.clip(2 ** np.round(np.log2(max(settings.n_runs, 1) / 8)), 32, 1024))
+            # ... nor more than there are runs, nor more than the memory budget holds
+            P_mem = max(1, int(settings.memory_budget_bytes // self.slot_bytes))
+            self.P = max(1, min(P, settings.n_runs, P_mem))
         self._build()
 
     # -- per-run randomness ------------------------------------------------------------------
@@ -133,7 +192,11 @@ class SGDTrainer:
         return params, self.opt.init(params)
 
     def _fits(self, params):
-        out = self.model.apply(params, self.x_s)
+        if self.fit_chunk >= self.m:
+            out = self.model.apply(params, self.x_s)
+        else:  # S in chunks (padded with its first rows, cut off after)
+            out = jax.lax.map(lambda xb: self.model.apply(params, xb),
+                              self.x_s_chunks).reshape(-1)[: self.m]
         return jnp.all((out > 0) == (self.y_s > 0.5))
 
     def _build(self):
@@ -221,7 +284,10 @@ class SGDTrainer:
 
     def empty_state(self) -> SlotState:
         ids = jnp.full((self.P,), -1, jnp.int32)
-        p, o = jax.vmap(self._init_one)(jnp.zeros((self.P,), jnp.int32))
+        # Idle slots only need the shapes (refill draws every run's init): zeros from
+        # eval_shape instead of an eager vmapped init, which compiled op by op (~6 s CPU).
+        shapes = jax.eval_shape(jax.vmap(self._init_one), jnp.zeros((self.P,), jnp.int32))
+        p, o = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
         z = jnp.zeros((self.P,), jnp.int32)
         return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), jnp.zeros((self.P,), bool))
 

@@ -14,6 +14,7 @@ def build_task(cfg) -> Task:
     from ._images import make_image_task  # heavy loaders only when needed
 
     return make_image_task(dataset=cfg.dataset, path=cfg.data_path or None, split=cfg.split,
+                           test_split=getattr(cfg, "test_split", "") or None,
                            binarize=cfg.binarize, train_size=cfg.train_size,
                            test_size=cfg.test_size, seed=cfg.train_seed,
                            corrupt_fraction=cfg.corrupt_fraction, scale=cfg.scale)

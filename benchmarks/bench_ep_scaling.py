@@ -1,0 +1,112 @@
+"""EP on image training sets: wall time and peak memory of ``ep_posterior`` at |S| = 1k, 5k (10k).
+
+    .venv/bin/python benchmarks/bench_ep_scaling.py [--sizes 1000 5000] [--full] [--json OUT]
+
+Setting (the paper's MNIST FCN prior): binarised MNIST (label >= 5 -> 1), the first |S| images
+of a random permutation (seed 0) of the MNIST test split (10,000 images; the only split needed,
+found via ``BAYES_SGD_MNIST_DIR`` or ``--data``), pixels in [0, 1]; analytic NNGP kernel of a
+784-512-512-1 ReLU FCN, sigma_w = 1, sigma_b = 0.0357 (``fcn_nngp_kernel``, depth 2);
+``ep_posterior(K, y)`` with its defaults (parallel EP above 256 points, one BLAS thread,
+tol 1e-4). This is the one expensive step of the GP sampler's conditional mode (EP on S once).
+
+Every size runs in its own subprocess, so peak memory is that size's alone:
+
+* ``rss_peak_mb``: ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` at the end (the whole process,
+  interpreter, numpy and the MNIST arrays included; ``rss_base_mb`` is the same just before the
+  kernel is built, so ``rss_peak_mb - rss_base_mb`` is what the kernel and EP added);
+* ``py_peak_mb``: ``tracemalloc`` peak of the EP call alone (numpy buffers; LAPACK workspace
+  is not seen), for comparison with ``n^2 x 8 B`` (one dense float64 n x n matrix).
+
+``--full`` adds |S| = 10,000 (all of the test split; ~8 min of EP on 2 cores, ~3 GB).
+Results print as a table and, with ``--json``, are written to a file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SIGMA_W, SIGMA_B, DEPTH = 1.0, 0.0357, 2
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def worker(n: int, data: str | None) -> dict:
+    import tracemalloc
+
+    import numpy as np
+
+    from bayes_sgd.datasets import load_mnist
+    from bayes_sgd.gp import ep_posterior, fcn_nngp_kernel
+
+    images, labels = load_mnist("test", path=data)
+    if n > len(images):
+        raise SystemExit(f"--sizes: {n} > {len(images)} images in the MNIST test split")
+    idx = np.random.default_rng(0).permutation(len(images))[:n]
+    X = images[idx].reshape(n, -1).astype(np.float64) / 255.0
+    y = np.where(labels[idx] >= 5, 1.0, -1.0)
+    rss_base = _rss_mb()
+    t0 = time.perf_counter()
+    K = fcn_nngp_kernel(X, depth=DEPTH, sigma_w=SIGMA_W, sigma_b=SIGMA_B, activation="relu")
+    t_kernel = time.perf_counter() - t0
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    st = ep_posterior(K, y)
+    t_ep = time.perf_counter() - t0
+    _, py_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"n": n, "kernel_s": t_kernel, "ep_s": t_ep, "ep_sweeps": int(st.n_iter),
+            "converged": bool(st.converged), "variant": st.variant,
+            "log10_P_S": float(st.log_Z / np.log(10.0)), "jitter": float(st.jitter),
+            "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "py_peak_mb": py_peak / 2**20,
+            "dense_nxn_mb": n * n * 8 / 2**20, "cpu_count": os.cpu_count()}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    ap.add_argument("--full", action="store_true", help="also |S| = 10,000")
+    ap.add_argument("--data", help="folder of the MNIST test split (default: BAYES_SGD_MNIST_DIR)")
+    ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.data)))
+        return 0
+    sizes = sorted(set(args.sizes + ([10_000] if args.full else [])))
+    print(f"EP scaling on binarised MNIST, analytic NNGP of FCN 784-512-512-1 relu "
+          f"(sigma_w={SIGMA_W}, sigma_b={SIGMA_B}); one subprocess per size", flush=True)
+    head = (f"{'|S|':>6} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} {'log10 P(S)':>11} "
+            f"{'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} {'n^2*8B MB':>9}")
+    print(head, flush=True)
+    rows = []
+    for n in sizes:
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n)]
+        if args.data:
+            cmd += ["--data", args.data]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"|S| = {n}: worker failed:\n{r.stderr[-2000:]}", file=sys.stderr)
+            return 1
+        row = json.loads(r.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{n:>6} {row['kernel_s']:>9.2f} {row['ep_s']:>8.1f} {row['ep_sweeps']:>6} "
+              f"{str(row['converged']):>5} {row['log10_P_S']:>11.1f} {row['rss_peak_mb']:>11.0f} "
+              f"{row['rss_peak_mb'] - row['rss_base_mb']:>13.0f} {row['py_peak_mb']:>10.0f} "
+              f"{row['dense_nxn_mb']:>9.0f}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"setting": {"dataset": "mnist test split, label >= 5", "depth": DEPTH,
+                                   "sigma_w": SIGMA_W, "sigma_b": SIGMA_B, "activation": "relu"},
+                       "rows": rows}, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
