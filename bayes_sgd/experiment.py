@@ -37,11 +37,29 @@ from .function_table import concat, counter_frame
 from .models import build_model
 from .samplers._common import EvalLayout, stream_key
 from .samplers._rejection import (RejectionResult, default_chunk_size, make_chunk_fn,
-                                  run_rejection_chunks)
+                                  run_rejection_chunks, unrolled_threefry)
 from .samplers._sgd import SGDResult, SGDSettings, SGDTrainer
 from .tasks import build_task
 
-CHECKPOINT_SECONDS = 15.0
+CHECKPOINT_SECONDS = 15.0  # default; BAYES_SGD_CHECKPOINT_SECONDS overrides it
+EPOCHS_PER_SYNC = 8  # SGD epochs between host syncs (finished slots idle at most this long)
+CPU_MAX_SLOTS = 256  # automatic SGD slot count on CPU: more slots leave the cache (slower)
+
+
+def checkpoint_seconds() -> float:
+    """Seconds between checkpoints: ``$BAYES_SGD_CHECKPOINT_SECONDS`` if set (> 0), else 15."""
+    text = os.environ.get("BAYES_SGD_CHECKPOINT_SECONDS", "").strip()
+    if text:
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"BAYES_SGD_CHECKPOINT_SECONDS: expected a number of seconds > 0, "
+                             f"got {text!r}") from None
+        if not value > 0:
+            raise ValueError(f"BAYES_SGD_CHECKPOINT_SECONDS: expected a number of seconds > 0, "
+                             f"got {text!r}")
+        return value
+    return CHECKPOINT_SECONDS
 
 
 class Interrupted(Exception):
@@ -103,11 +121,38 @@ def _git_commit() -> str | None:
         return None
 
 
+class _Signals:
+    """SIGINT/SIGTERM state: raised at once, or held while bookkeeping is half-updated."""
+
+    holding = 0  # > 0 inside _critical(): a signal is recorded, raised when it ends
+    pending: str | None = None
+    unsafe = False  # raised by the fallback timer while held (state may be half-updated)
+
+
 @contextmanager
 def _interrupts_raise():
-    """Turn SIGTERM (and SIGINT) into ``Interrupted`` so samplers save a checkpoint first."""
+    """Turn SIGTERM (and SIGINT) into ``Interrupted`` so samplers save a checkpoint first.
+
+    While bookkeeping is held (``_critical``) the signal is recorded and raised at the end of
+    the critical section, so a checkpoint never holds counts of chunks or runs it does not
+    list as done (or the reverse).  A signal held for more than ``HOLD_SECONDS`` is raised
+    anyway, marked unsafe: the sampler then keeps its last periodic checkpoint."""
     def handler(signum, frame):
-        raise Interrupted(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if _Signals.holding:
+            _Signals.pending = _Signals.pending or name
+            try:
+                signal.signal(signal.SIGALRM, alarm)
+                signal.setitimer(signal.ITIMER_REAL, HOLD_SECONDS)
+            except (ValueError, OSError):
+                pass
+            return
+        raise Interrupted(name)
+
+    def alarm(signum, frame):
+        if _Signals.pending:
+            _Signals.unsafe = True
+            raise Interrupted(_Signals.pending)
 
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -116,10 +161,42 @@ def _interrupts_raise():
         except ValueError:  # not the main thread: leave signals alone
             pass
     try:
+        old_alarm = signal.getsignal(signal.SIGALRM)
+    except ValueError:
+        old_alarm = None
+    _Signals.pending, _Signals.unsafe, _Signals.holding = None, False, 0
+    try:
         yield
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
+        if old and old_alarm is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_alarm)
+        _Signals.pending, _Signals.unsafe, _Signals.holding = None, False, 0
+
+
+HOLD_SECONDS = 5.0
+
+
+@contextmanager
+def _critical():
+    """Hold SIGINT/SIGTERM for the duration (bookkeeping that must not be cut in half)."""
+    _Signals.holding += 1
+    try:
+        yield
+    finally:
+        _Signals.holding -= 1
+    _raise_pending()
+
+
+def _raise_pending() -> None:
+    if _Signals.pending and not _Signals.holding:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        except (ValueError, OSError):
+            pass
+        raise Interrupted(_Signals.pending)
 
 
 # ---- samplers ---------------------------------------------------------------------------------
@@ -127,13 +204,16 @@ def _interrupts_raise():
 def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=None) -> RejectionResult:
     rc = cfg.samplers.rejection
     layout = EvalLayout.for_task(task)
-    chunk = rc.chunk_size or default_chunk_size(model, len(layout.x))
+    ck_path = out / "checkpoints" / "rejection.npz"
+    ck = load_npz(ck_path)
+    # The automatic chunk size depends on the memory available when the run starts; a resumed
+    # run keeps the chunk size of its checkpoint (chunks are the unit of the random streams).
+    chunk = rc.chunk_size or (int(ck["chunk_size"]) if ck is not None
+                              else default_chunk_size(model, len(layout.x)))
     n_chunks = math.ceil(rc.n_samples / chunk)
     n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
     res = RejectionResult(FunctionCounter(task.n_test),
-                          FunctionCounter(n_table) if n_table else None)
-    ck_path = out / "checkpoints" / "rejection.npz"
-    ck = load_npz(ck_path)
+                          FunctionCounter(n_table) if n_table else None, chunk_size=chunk)
     if ck is not None and int(ck["chunk_size"]) == chunk:
         res.posterior = FunctionCounter.from_state(
             {"keys": ck["post_keys"], "counts": ck["post_counts"], "n_bits": task.n_test})
@@ -144,47 +224,67 @@ def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=Non
         res.n_samples, res.n_accepted = int(ck["n_samples"]), int(ck["n_accepted"])
 
     def save():
-        done = np.zeros(n_chunks, bool)
-        done[list(res.chunks_done)] = True
-        pk, pc = res.posterior.table()
-        arrays = dict(chunk_size=chunk, done=done, n_samples=res.n_samples,
-                      n_accepted=res.n_accepted, post_keys=pk, post_counts=pc)
-        if res.prior is not None:
-            arrays["prior_keys"], arrays["prior_counts"] = res.prior.table()
-        save_npz(ck_path, **arrays)
+        with _critical():
+            done = np.zeros(n_chunks, bool)
+            done[list(res.chunks_done)] = True
+            pk, pc = res.posterior.table()
+            arrays = dict(chunk_size=chunk, done=done, n_samples=res.n_samples,
+                          n_accepted=res.n_accepted, post_keys=pk, post_counts=pc)
+            if res.prior is not None:
+                arrays["prior_keys"], arrays["prior_counts"] = res.prior.table()
+            save_npz(ck_path, **arrays)
 
     todo = [c for c in range(n_chunks) if c not in res.chunks_done]
     stream = stream_key(cfg.seed, "rejection")
     kw = dict(chunk_size=chunk, n_samples=rc.n_samples, n_test=task.n_test, n_table=n_table)
-    if scheduler is not None and todo:
-        from .distributed import run_rejection_distributed
-        part = run_rejection_distributed(scheduler, cfg, todo, show=show)
-        res.merge(part)
-        save()
-        return res
     bar = tqdm(total=rc.n_samples, initial=res.n_samples, desc="rejection", unit="net",
                unit_scale=True, disable=not show, dynamic_ncols=True)
-    fn = make_chunk_fn(model, layout, task.y_train, chunk, n_table is not None)
-    last = time.monotonic()
-    try:
-        for i in range(0, len(todo), 8):
-            part = run_rejection_chunks(fn, stream, todo[i:i + 8], **kw)
+    last = [time.monotonic()]
+    every = checkpoint_seconds()
+
+    def merge(part: RejectionResult) -> None:
+        with _critical():  # counts and the list of done chunks change together
             res.merge(part)
-            bar.update(part.n_samples)
-            bar.set_postfix(accepted=res.n_accepted,
-                            rate=f"{res.n_accepted / max(res.n_samples, 1):.1e}")
-            if time.monotonic() - last > CHECKPOINT_SECONDS:
-                save()
-                last = time.monotonic()
+        bar.update(part.n_samples)
+        bar.set_postfix(accepted=res.n_accepted,
+                        rate=f"{res.n_accepted / max(res.n_samples, 1):.1e}")
+        if time.monotonic() - last[0] > every:
+            save()
+            last[0] = time.monotonic()
+
+    try:
+        if scheduler is not None and todo:
+            from .distributed import run_rejection_distributed
+            run_rejection_distributed(scheduler, cfg, todo, show=False, chunk_size=chunk,
+                                      on_part=merge)
+        elif todo:
+            fn = make_chunk_fn(model, layout, task.y_train, chunk, n_table is not None)
+            devices = jax.devices()  # chunk c on devices[c % len]: results do not depend on it
+            for i in range(0, len(todo), 8):
+                merge(run_rejection_chunks(fn, stream, todo[i:i + 8], devices=devices, **kw))
     finally:
-        save()
+        save()  # res is consistent: merges are never cut in half
         bar.close()
     return res
 
 
-def _sgd(cfg: Config, task, model, out: Path, *, show: bool) -> SGDResult:
+def sgd_trainer_and_run_kwargs(cfg: Config, task, model, *, slots: int | None = None):
+    """The runner's ``SGDTrainer`` and ``run`` keyword arguments for ``cfg`` (also used by the
+    benchmark and the distributed workers): an automatic slot count (``slots = 0``) is capped
+    at ``CPU_MAX_SLOTS`` on CPU, where larger vmapped batches fall out of the cache and train
+    fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs.  Results do not depend
+    on either (every run's random numbers depend on its run id alone)."""
+    settings = SGDSettings.from_config(cfg.samplers.sgd)
+    if slots:
+        settings.slots = slots
+    trainer = SGDTrainer(model, task, settings, stream=stream_key(cfg.seed, "sgd"))
+    if not settings.slots and jax.default_backend() == "cpu":
+        trainer.P = min(trainer.P, CPU_MAX_SLOTS)
+    return trainer, dict(epochs_per_sync=EPOCHS_PER_SYNC)
+
+
+def _sgd(cfg: Config, task, model, out: Path, *, show: bool, scheduler=None) -> SGDResult:
     sc = cfg.samplers.sgd
-    settings = SGDSettings.from_config(sc)
     ck_path = out / "checkpoints" / "sgd.npz"
     done = SGDResult(FunctionCounter(task.n_test))
     ck = load_npz(ck_path)
@@ -195,22 +295,27 @@ def _sgd(cfg: Config, task, model, out: Path, *, show: bool) -> SGDResult:
                         zip(ck["run_id"], ck["fitted"], ck["fit_epoch"], ck["epochs"], ck["diverged"])}
 
     def save(part: SGDResult | None = None):
-        recs = dict(done.records)
-        counter = FunctionCounter(task.n_test)
-        counter.merge(done.counter)
-        if part is not None:
-            recs.update(part.records)
-            counter.merge(part.counter)
-        keys, counts = counter.table()
-        arr = np.array([(r, *v) for r, v in sorted(recs.items())], dtype=np.int64).reshape(-1, 5)
-        save_npz(ck_path, keys=keys, counts=counts, run_id=arr[:, 0], fitted=arr[:, 1],
-                 fit_epoch=arr[:, 2], epochs=arr[:, 3], diverged=arr[:, 4])
+        with _critical():
+            recs = dict(done.records)
+            counter = FunctionCounter(task.n_test)
+            counter.merge(done.counter)
+            if part is not None:
+                recs.update(part.records)
+                counter.merge(part.counter)
+            keys, counts = counter.table()
+            arr = np.array([(r, *v) for r, v in sorted(recs.items())], dtype=np.int64).reshape(-1, 5)
+            save_npz(ck_path, keys=keys, counts=counts, run_id=arr[:, 0], fitted=arr[:, 1],
+                     fit_epoch=arr[:, 2], epochs=arr[:, 3], diverged=arr[:, 4])
 
     todo = [r for r in range(sc.n_runs) if r not in done.records]
     bar = tqdm(total=sc.n_runs, initial=len(done.records), desc="sgd", unit="run",
                disable=not show, dynamic_ncols=True)
     fitted = [done.n_fitted]
     last = [time.monotonic()]
+    every = checkpoint_seconds()
+    # the latest consistent state of this session's runs (trainer.run updates its result
+    # between syncs, so a signal is held until the next sync; see _interrupts_raise)
+    latest: list = [None]
 
     def progress(n_done, n_fit):
         fitted[0] += n_fit
@@ -218,20 +323,49 @@ def _sgd(cfg: Config, task, model, out: Path, *, show: bool) -> SGDResult:
         bar.set_postfix(fitted=fitted[0])
 
     def on_sync(part):
-        if time.monotonic() - last[0] > CHECKPOINT_SECONDS:
+        latest[0] = part
+        if time.monotonic() - last[0] > every:
             save(part)
             last[0] = time.monotonic()
+        if _Signals.pending:  # at a sync the result is consistent: save it, then stop
+            save(part)
+            raise Interrupted(_Signals.pending)
 
-    trainer = SGDTrainer(model, task, settings, stream=stream_key(cfg.seed, "sgd"))
     part = SGDResult(FunctionCounter(task.n_test))
+    safe = True
     try:
-        part = trainer.run(todo, progress=progress, on_sync=on_sync) if todo else part
-    except Interrupted:
-        bar.close()
-        raise
+        if scheduler is not None and todo:
+            from .distributed import run_sgd_distributed
+            trainer, _ = sgd_trainer_and_run_kwargs(cfg, task, model)
+
+            def on_block(block: SGDResult) -> None:
+                with _critical():
+                    part.merge(block)
+                progress(len(block.records), block.n_fitted)
+                latest[0] = part
+                if time.monotonic() - last[0] > every:
+                    save(part)
+                    last[0] = time.monotonic()
+
+            run_sgd_distributed(scheduler, cfg, todo, slots=trainer.P, on_part=on_block)
+        elif todo:
+            trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model)
+            _Signals.holding += 1  # trainer.run: signals wait for the next sync (or 5 s)
+            try:
+                with unrolled_threefry():  # same bits, faster shuffles on CPU
+                    part = trainer.run(todo, progress=progress, on_sync=on_sync, **run_kw)
+            except Interrupted:
+                safe = not _Signals.unsafe
+                raise
+            finally:
+                _Signals.holding -= 1
+            latest[0] = part
     finally:
-        save(part if part.records else None)
-    bar.close()
+        bar.close()
+        if safe:
+            save(latest[0])
+        # else: a signal cut trainer.run between syncs; the last periodic checkpoint stands
+    _raise_pending()
     done.merge(part)
     return done
 
@@ -287,11 +421,11 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
                     "n_samples": rej.n_samples, "n_accepted": rej.n_accepted,
                     "acceptance_rate": rej.n_accepted / max(rej.n_samples, 1),
                     "log10_P_S_sampled": math.log10(rej.n_accepted / rej.n_samples) if rej.n_accepted else None,
-                    "n_functions": len(rej.posterior),
+                    "n_functions": len(rej.posterior), "chunk_size": rej.chunk_size,
                     "samples_per_s": rej.n_samples / timings["rejection_s"]}
             if cfg.samplers.sgd.enabled:
                 t0 = time.perf_counter()
-                sgd = _sgd(cfg, task, model, out, show=show_progress)
+                sgd = _sgd(cfg, task, model, out, show=show_progress, scheduler=scheduler)
                 timings["sgd_s"] = time.perf_counter() - t0
                 frames.append(counter_frame("sgd", sgd.counter, task))
                 runs = _runs_frame(sgd)

@@ -229,6 +229,7 @@ def test_mnist_env_var_and_download(tmp_path, monkeypatch):
 
 
 def test_download_rejects_bad_checksum(tmp_path, monkeypatch):
+    monkeypatch.delenv("BAYES_SGD_MNIST_DIR", raising=False)  # CI sets it: force the download path
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     for stem in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):

@@ -8,6 +8,8 @@ a deterministic function of (seed, chunk_size) however the chunks are scheduled.
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -26,6 +28,7 @@ class RejectionResult:
     n_samples: int = 0
     n_accepted: int = 0
     chunks_done: set = field(default_factory=set)
+    chunk_size: int = 0  # networks per chunk (the unit of the random streams), if known
 
     def merge(self, other: "RejectionResult") -> None:
         self.posterior.merge(other.posterior)
@@ -36,70 +39,216 @@ class RejectionResult:
         self.chunks_done |= other.chunks_done
 
 
+@contextmanager
+def unrolled_threefry():
+    """Compile JAX's threefry2x32 hash unrolled on CPU inside this block.
+
+    On CPU, JAX lowers threefry2x32 as a rolled loop of 5 iterations (to keep large programs
+    quick to compile); each iteration streams the whole array of counters through memory with
+    rotation amounts read at run time.  The unrolled lowering (JAX's own rule for other
+    platforms) fuses all 20 rounds into one loop with constant rotations: the same bits
+    (``tests/test_rejection.py`` pins the chunk's parameters to ``model.init``) at about half
+    the CPU time, and drawing the parameters is most of the cost of a chunk.  Executables
+    compiled inside the block keep the unrolled code; nothing else changes.  Falls back to
+    JAX's default if its internals differ.
+    """
+    try:
+        from jax._src.interpreters import mlir
+        from jax._src.random import threefry2x32 as _tf
+
+        table = mlir._platform_specific_lowerings["cpu"]
+        prim, rule = _tf.threefry2x32_p, _tf._threefry2x32_lowering_rule
+        old = table.get(prim)
+        if old is None:
+            raise LookupError
+        table[prim] = type(old)(rule, old.inline)
+    except Exception:  # noqa: BLE001 - any mismatch of JAX internals: default lowering
+        yield
+        return
+    try:
+        yield
+    finally:
+        table[prim] = old
+
+
+# Networks per step of the forward pass inside a chunk.  A chunk's parameters are drawn at once
+# (the random-number generator is fastest on large batches), but its forward pass runs over
+# sub-batches of this many networks with ``lax.map`` so that the (sub-batch, inputs, width)
+# activations stay in the core's cache: ~1.8x fewer CPU-seconds per network on the full
+# 128-input table than one (chunk, 128, 40) pass.  The outputs are those of ``apply_batched``.
+FORWARD_SUB_BATCH = 8
+# The S-first path evaluates E in a second executable (which redraws the chunk's parameters
+# from its key) for chunks with fitting networks.  Gathering the fitting networks' parameters
+# inside the S executable instead forces all parameters of the chunk to memory (~1.4x the CPU
+# time per chunk), so it is only worth it once most chunks have fits: the path switches when
+# more than this fraction of the chunks so far had at least one.
+GATHER_IN_S_ABOVE = 0.3
+
+def _forward(model, params, x, n: int):
+    """(n, N) outputs of a chunk of ``n`` networks on ``x``, in cache-sized sub-batches."""
+    sub = FORWARD_SUB_BATCH
+    if n <= sub or n % sub:
+        return model.apply_batched(params, x)
+    blocks = jax.tree_util.tree_map(lambda a: a.reshape((n // sub, sub) + a.shape[1:]), params)
+    return jax.lax.map(lambda p: model.apply_batched(p, x), blocks).reshape(n, -1)
+
+
 def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: int,
                   record_prior: bool):
     """``key -> (fits, packed_E of the fitting networks, packed_table)`` for one chunk.
 
     Without the prior, S is evaluated first and E only for the (rare) networks that fit S:
     at |S| = 32 of 128 inputs this does a quarter of the forward work of a full evaluation.
+    E is evaluated by a second executable that redraws the chunk's parameters from its key,
+    only for chunks that have fits; once most chunks have fits (small S), the S executable
+    evaluates E for up to a fixed number of fitting networks itself.  All paths give exactly
+    the same functions.
+
+    The returned callable also has ``dispatch(key, device=None) -> handle`` (asynchronous: it
+    returns as soon as the work is queued) and ``collect(handle) -> (fits, packed_e,
+    packed_table)``; ``run_rejection_chunks`` queues a block of chunks before collecting the
+    first, so that the host's bookkeeping overlaps the device's work.
     """
-    x = jnp.asarray(layout.x)
+    # numpy constants are embedded in the executables: the same code runs on any device
+    x = np.asarray(layout.x, np.float32)
     x_s, x_e = x[layout.s_idx], x[layout.e_idx]
-    s_idx, e_idx = jnp.asarray(layout.s_idx), jnp.asarray(layout.e_idx)
-    y = jnp.asarray(y_train, bool)
+    s_idx, e_idx = np.asarray(layout.s_idx), np.asarray(layout.e_idx)
+    y = np.asarray(y_train, bool)
+    n_e_bytes = (len(e_idx) + 7) // 8
+
+    # Every executable takes (key, c) and draws the chunk from fold_in(key, c) when c >= 0 (the
+    # runner's chunk c of a stream: no eager fold_in per chunk) or from key itself when c < 0.
+    def chunk_key(key, c):
+        return jax.lax.cond(c >= 0, lambda: jax.random.fold_in(key, c), lambda: key)
 
     @jax.jit
-    def full(key):
-        params = model.init(key=key, n=chunk_size)
-        bits = model.apply_batched(params, x) > 0
+    def full(key, c):
+        params = model.init(key=chunk_key(key, c), n=chunk_size)
+        bits = _forward(model, params, x, chunk_size) > 0
         fits = jnp.all(bits[:, s_idx] == y, axis=1)
         return fits, pack_bits_jax(bits[:, e_idx]), pack_bits_jax(bits)
 
-    @jax.jit
-    def on_s(key):
-        params = model.init(key=key, n=chunk_size)
-        fits = jnp.all((model.apply_batched(params, x_s) > 0) == y, axis=1)
-        return fits, params
+    def fits_on_s(params):
+        return jnp.all((_forward(model, params, x_s, chunk_size) > 0) == y, axis=1)
 
     @jax.jit
-    def on_e(params, idx):
+    def on_s(key, c):
+        return fits_on_s(model.init(key=chunk_key(key, c), n=chunk_size))
+
+    @partial(jax.jit, static_argnums=2)
+    def on_s_gather(key, c, k_max):
+        params = model.init(key=chunk_key(key, c), n=chunk_size)
+        fits = fits_on_s(params)
+        idx = jnp.nonzero(fits, size=k_max, fill_value=0)[0]
+        sub = jax.tree_util.tree_map(lambda a: a[idx], params)
+        return fits, pack_bits_jax(model.apply_batched(sub, x_e) > 0)
+
+    @jax.jit
+    def on_e(key, c, idx):
+        params = model.init(key=chunk_key(key, c), n=chunk_size)
         sub = jax.tree_util.tree_map(lambda a: a[idx], params)
         return pack_bits_jax(model.apply_batched(sub, x_e) > 0)
 
-    def chunk(key):
-        if record_prior:
-            fits, packed_e, packed_all = full(key)
-            fits = np.asarray(fits)
-            return fits, np.asarray(packed_e)[fits], np.asarray(packed_all)
-        fits, params = on_s(key)
-        fits = np.asarray(fits)
-        idx = np.flatnonzero(fits)
-        if len(idx) == 0:
-            return fits, np.empty((0, (len(layout.e_idx) + 7) // 8), np.uint8), None
-        # Pad to a power of two so that on_e compiles for a handful of shapes only.
-        size = 1 << int(np.ceil(np.log2(len(idx))))
-        padded = np.pad(idx, (0, size - len(idx)), mode="edge")
-        return fits, np.asarray(on_e(params, padded))[: len(idx)], None
+    # [chunks collected, chunks with fits, networks evaluated on E inside on_s_gather (0 = off)]
+    state = [0, 0, 0]
 
+    def dispatch(key, device=None, c: int = -1):
+        """Queue chunk ``fold_in(key, c)`` (``c >= 0``) or ``key`` itself (``c < 0``)."""
+        c = np.int32(c)
+        if device is not None:
+            key = jax.device_put(key, device)
+        with unrolled_threefry():
+            if record_prior:
+                return key, c, full(key, c)
+            if state[2]:
+                return key, c, on_s_gather(key, c, state[2])
+            return key, c, (on_s(key, c), None)
+
+    def collect(handle):
+        key, c, out = handle
+        if record_prior:
+            fits, packed_e, packed_all = (np.asarray(a) for a in out)
+            return fits, packed_e[fits], packed_all
+        fits = np.asarray(out[0])
+        n_fit = int(fits.sum())
+        state[0] += 1
+        state[1] += n_fit > 0
+        if n_fit == 0:
+            return fits, np.empty((0, n_e_bytes), np.uint8), None
+        if out[1] is not None and n_fit <= out[1].shape[0]:
+            return fits, np.asarray(out[1])[:n_fit], None
+        # Evaluate E for the fitting networks (indices padded to a power of two, so that on_e
+        # compiles for a handful of shapes); switch to (or widen) on_s_gather if fits are common.
+        size = 1 << int(np.ceil(np.log2(n_fit)))
+        if state[0] >= 8 and state[1] > GATHER_IN_S_ABOVE * state[0]:
+            state[2] = min(chunk_size, max(state[2], 2 * size, 16))
+        padded = np.pad(np.flatnonzero(fits), (0, size - n_fit), mode="edge")
+        with unrolled_threefry():
+            packed = np.asarray(on_e(key, c, padded))
+        return fits, packed[:n_fit].reshape(-1, n_e_bytes), None
+
+    def chunk(key):
+        return collect(dispatch(key))
+
+    chunk.dispatch, chunk.collect = dispatch, collect
     return chunk
 
 
-def default_chunk_size(model, n_inputs: int) -> int:
-    """Networks per chunk so that activations of a chunk stay within ~32 MB (cache-friendly
-    for small nets, bounded for large ones)."""
+def default_chunk_size(model, n_inputs: int, *, in_flight: int = 8) -> int:
+    """Networks per chunk: activations and parameters of a chunk within ~48 MB (cache-friendly
+    for small nets, bounded for large ones), and ``in_flight`` chunks within 1/8 of the memory
+    that is available now (``os.sysconf``, or ``psutil`` where that is missing)."""
     width = max(getattr(model, "widths", (64,)) or (64,))
     per_net = 4 * n_inputs * width * 3 + 4 * model.n_params
-    return int(np.clip(2 ** np.floor(np.log2(48e6 / per_net)), 64, 4096))
+    budget = min(48e6, available_memory_bytes() / 8 / max(in_flight, 1))
+    return int(np.clip(2 ** np.floor(np.log2(max(budget, 1) / per_net)), 64, 4096))
+
+
+def available_memory_bytes() -> int:
+    """Physical memory available to this process now (bytes): ``psutil``'s estimate (free plus
+    reclaimable), else ``os.sysconf`` free pages; capped by a cgroup v2 memory limit if set."""
+    avail = 0
+    try:
+        import psutil
+
+        avail = int(psutil.virtual_memory().available)
+    except ImportError:  # pragma: no cover - psutil comes with dask.distributed
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = 1 << 30
+    try:  # a container's limit, if lower
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                avail = min(avail, int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return max(int(avail), 1 << 26)
 
 
 def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: int,
                          n_samples: int, n_test: int, n_table: int | None,
-                         progress=None) -> RejectionResult:
-    """Run the given chunk indices (the last chunk of the run may be partial)."""
+                         progress=None, devices=None) -> RejectionResult:
+    """Run the given chunk indices (the last chunk of the run may be partial).
+
+    Chunk ``c`` draws its networks with the key ``fold_in(stream, c)``.  All chunks are queued
+    before the first is collected (``chunk_fn.dispatch``), chunk ``c`` on
+    ``devices[c % len(devices)]`` when several devices are given: the results do not depend on
+    the placement, only on the keys.  Pass blocks of a few chunks so that little is in flight.
+    """
     res = RejectionResult(FunctionCounter(n_test),
-                          FunctionCounter(n_table) if n_table else None)
-    for c in chunk_ids:
-        fits, packed_e, packed_all = chunk_fn(jax.random.fold_in(stream, c))
+                          FunctionCounter(n_table) if n_table else None, chunk_size=chunk_size)
+    chunk_ids = [int(c) for c in chunk_ids]
+    dispatch = getattr(chunk_fn, "dispatch", None)
+    if dispatch is not None:
+        devs = list(devices) if devices else [None]
+        handles = [dispatch(stream, devs[c % len(devs)], c) for c in chunk_ids]
+        outputs = (chunk_fn.collect(h) for h in handles)
+    else:
+        outputs = (chunk_fn(jax.random.fold_in(stream, c)) for c in chunk_ids)
+    for c, (fits, packed_e, packed_all) in zip(chunk_ids, outputs):
         n_valid = min(chunk_size, n_samples - c * chunk_size)
         fits = np.asarray(fits)
         if n_valid < chunk_size:  # partial last chunk: keep the first n_valid networks
@@ -110,7 +259,7 @@ def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: 
             res.prior.add_packed(np.asarray(packed_all)[:n_valid], half=c % 2)
         res.n_samples += n_valid
         res.n_accepted += int(fits.sum())
-        res.chunks_done.add(int(c))
+        res.chunks_done.add(c)
         if progress is not None:
             progress(n_valid, int(fits.sum()))
     return res

@@ -1,0 +1,194 @@
+"""Reference implementations the benchmarks compare against, and shared helpers.
+
+Each baseline does the same work as the package path it is compared with, one network at a
+time, the way a straightforward script would:
+
+* ``numpy_prior_loop``: draw W1, b1, W2, b2, W3, b3 from the NNGP prior with
+  ``np.random.default_rng``, forward on the whole 2^n x n input matrix, threshold at 0, pack
+  the truth table with ``np.packbits``.  Packed tables are counted in blocks with the package's
+  exact ``FunctionCounter`` (the same counter the package path uses).
+* ``numpy_rejection_loop``: the same loop (draw, forward on all inputs, threshold), keeping the
+  network iff it classifies S exactly and counting its packed function on E.  ``s_first=True``
+  evaluates S first and E only for networks that fit, as the package does (a stricter
+  baseline, reported for information).
+* ``torch_sgd_loop``: one network at a time in PyTorch (plain SGD, BCE-with-logits, minibatches
+  reshuffled each epoch, 100 % train accuracy checked at every epoch boundary, capped at
+  ``max_epochs``), time-boxed.
+
+All benchmarks run a baseline and the package side by side in one process and report the
+ratio of rates, because absolute rates on a shared machine vary with its load.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from bayes_sgd.counting import FunctionCounter
+
+
+# ---- machine / settings banner ----------------------------------------------------------------
+
+def banner(title: str, settings: dict) -> None:
+    try:
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        load = "n/a"
+    print(f"== {title} ==")
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, load average {load}, "
+          f"python {platform.python_version()}")
+    for k, v in settings.items():
+        print(f"  {k}: {v}")
+
+
+def verdict(name: str, ratio: float, floor: float) -> bool:
+    ok = ratio >= floor
+    print(f"{name}: ratio {ratio:.1f}x (floor {floor:g}x) -> {'PASS' if ok else 'FAIL'}")
+    return ok
+
+
+def interleave(fns: dict, *, rounds: int, seconds: float) -> dict:
+    """Run each ``fn(seconds) -> (n_items, elapsed)`` ``rounds`` times, alternating, so that
+    both sides see the same machine load; return the summed items / summed time per name."""
+    tot = {k: [0, 0.0, 0.0] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            c = time.process_time()
+            n, dt = fn(seconds)
+            tot[k][0] += n
+            tot[k][1] += dt
+            tot[k][2] += time.process_time() - c
+    if os.environ.get("BENCH_CPU"):
+        print("per CPU-second of this process:",
+              {k: f"{n / c:,.0f}/cpu-s ({c / t:.2f} cores)" for k, (n, t, c) in tot.items()})
+    return {k: n / t for k, (n, t, _) in tot.items()}
+
+
+# ---- numpy: random-init sampling --------------------------------------------------------------
+
+def _draw(rng, dims, sigma_w, sigma_b):
+    layers = []
+    for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+        w = rng.standard_normal((fan_in, fan_out)) * (sigma_w / np.sqrt(fan_in))
+        b = rng.standard_normal(fan_out) * sigma_b
+        layers.append((w, b))
+    return layers
+
+
+def _forward(layers, x):
+    h = x
+    for i, (w, b) in enumerate(layers):
+        if i:
+            h = np.maximum(h, 0.0)
+        h = h @ w + b
+    return h[:, 0]
+
+
+def numpy_prior_loop(x: np.ndarray, seconds: float, *, widths=(40, 40), sigma_w=1.0,
+                     sigma_b=1.0, seed=0, block=1024) -> tuple[int, float, FunctionCounter]:
+    """Random-init sampling of whole truth tables, one network at a time, for ``seconds``."""
+    rng = np.random.default_rng(seed)
+    dims = [x.shape[1], *widths, 1]
+    counter = FunctionCounter(len(x))
+    buf = np.empty((block, (len(x) + 7) // 8), np.uint8)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        for i in range(block):
+            layers = _draw(rng, dims, sigma_w, sigma_b)
+            buf[i] = np.packbits(_forward(layers, x) > 0)
+        counter.add_packed(buf, half=(n // block) % 2)
+        n += block
+        if time.perf_counter() - t0 >= seconds:
+            return n, time.perf_counter() - t0, counter
+
+
+def numpy_rejection_loop(x: np.ndarray, s_idx, e_idx, y_s, seconds: float, *, widths=(40, 40),
+                         sigma_w=1.0, sigma_b=1.0, seed=0, s_first=False,
+                         block=1024) -> tuple[int, float, FunctionCounter]:
+    """Rejection sampling of P_B(f|S), one network at a time, for ``seconds``."""
+    rng = np.random.default_rng(seed)
+    dims = [x.shape[1], *widths, 1]
+    x_s, x_e = x[s_idx], x[e_idx]
+    y_s = np.asarray(y_s, bool)
+    counter = FunctionCounter(len(e_idx))
+    n, t0 = 0, time.perf_counter()
+    while True:
+        kept = []
+        for _ in range(block):
+            layers = _draw(rng, dims, sigma_w, sigma_b)
+            if s_first:
+                if np.array_equal(_forward(layers, x_s) > 0, y_s):
+                    kept.append(np.packbits(_forward(layers, x_e) > 0))
+            else:
+                bits = _forward(layers, x) > 0
+                if np.array_equal(bits[s_idx], y_s):
+                    kept.append(np.packbits(bits[e_idx]))
+        if kept:
+            counter.add_packed(np.stack(kept))
+        n += block
+        if time.perf_counter() - t0 >= seconds:
+            return n, time.perf_counter() - t0, counter
+
+
+# ---- torch: SGD one network at a time ---------------------------------------------------------
+
+@dataclass
+class TorchSGDResult:
+    n_runs: int
+    seconds: float
+    epochs: list
+    fitted: list
+
+    @property
+    def runs_per_s(self) -> float:
+        return self.n_runs / self.seconds
+
+
+def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8, widths=(40, 40),
+                   sigma_w=1.0, sigma_b=1.0, max_epochs=2000, max_runs=20,
+                   max_seconds=120.0, seed=0, threads: int | None = None) -> TorchSGDResult:
+    """Train one network at a time until it fits S (or ``max_epochs``); stop after
+    ``max_runs`` runs or once ``max_seconds`` have passed (finishing the current run)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    x = torch.as_tensor(x_s, dtype=torch.float32)
+    y = torch.as_tensor(y_s, dtype=torch.float32)
+    m = len(x)
+    dims = [x.shape[1], *widths, 1]
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    epochs, fitted = [], []
+    t0 = time.perf_counter()
+    while len(epochs) < max_runs and (time.perf_counter() - t0 < max_seconds or not epochs):
+        layers = []
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            lin = torch.nn.Linear(fan_in, fan_out)
+            with torch.no_grad():
+                lin.weight.normal_(0.0, sigma_w / fan_in ** 0.5)
+                lin.bias.normal_(0.0, sigma_b)
+            layers += [lin, torch.nn.ReLU()]
+        net = torch.nn.Sequential(*layers[:-1])
+        opt = torch.optim.SGD(net.parameters(), lr=lr)
+        ep, ok = 0, False
+        while True:
+            with torch.no_grad():
+                if bool(((net(x)[:, 0] > 0) == (y > 0.5)).all()):
+                    ok = True
+                    break
+            if ep >= max_epochs:
+                break
+            perm = torch.randperm(m)
+            for i in range(0, m, batch_size):
+                idx = perm[i:i + batch_size]
+                opt.zero_grad()
+                loss_fn(net(x[idx])[:, 0], y[idx]).backward()
+                opt.step()
+            ep += 1
+        epochs.append(ep)
+        fitted.append(ok)
+    return TorchSGDResult(len(epochs), time.perf_counter() - t0, epochs, fitted)

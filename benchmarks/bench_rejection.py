@@ -1,0 +1,114 @@
+"""Rejection sampling of P_B(f|S) at |S| = 32: the package vs a one-network-at-a-time numpy loop.
+
+    .venv/bin/python benchmarks/bench_rejection.py [--seconds 3] [--rounds 5] [--chunk 0]
+
+Setting: n = 7 (128 inputs), target and4, |S| = 32 (train_seed 0), FCN 7-40-40-1 ReLU,
+sigma_w = sigma_b = 1.  The package path is the runner's (``make_chunk_fn`` with
+``record_prior=False`` + ``run_rejection_chunks`` over blocks of 8 chunks, as
+``bayes_sgd.experiment`` calls them); the baseline is ``_baselines.numpy_rejection_loop``: the
+one-network-at-a-time numpy loop of ``bench_random_init.py`` (draw, forward on all 128 inputs,
+threshold) keeping the networks that fit S and counting their packed functions on E.  With
+``--baseline s-first`` the loop evaluates S first and E only for networks that fit, as the
+package does (a stricter comparison, reported for information).  Both run in the
+same process, alternating in rounds of ``--seconds`` each, so they see the same machine load;
+the ratio of their rates is checked against the floor of 8x.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from _baselines import banner, interleave, numpy_rejection_loop, verdict  # noqa: E402
+
+FLOOR = 8.0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per side per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--chunk", type=int, default=0, help="networks per chunk (0 = default)")
+    ap.add_argument("--train-size", type=int, default=32)
+    ap.add_argument("--baseline", choices=("full", "s-first"), default="full",
+                    help="numpy loop evaluating all inputs (default) or S first")
+    args = ap.parse_args(argv)
+
+    import jax
+
+    from bayes_sgd.config import load_config
+    from bayes_sgd.models import build_model
+    from bayes_sgd.samplers import (EvalLayout, default_chunk_size, make_chunk_fn,
+                                    run_rejection_chunks, stream_key)
+    from bayes_sgd.tasks import build_task
+
+    cfg = load_config(None, [f"task.train_size={args.train_size}"])
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.input_shape)
+    layout = EvalLayout.for_task(task)
+    chunk = args.chunk or default_chunk_size(model, len(layout.x))
+    banner("rejection sampling of P_B(f|S)", {
+        "task": f"n={cfg.task.n}, target={cfg.task.target}, |S|={task.m}, |E|={task.n_test}",
+        "model": f"FCN {model.in_dim}-{'-'.join(map(str, model.widths))}-1 "
+                 f"{model.activation}, sigma_w={model.sigma_w}, sigma_b={model.sigma_b}",
+        "package": f"make_chunk_fn(record_prior=False) + run_rejection_chunks, chunk {chunk}, "
+                   f"blocks of 8 chunks, jax {jax.__version__} on {jax.devices()}",
+        "baseline": "numpy loop, one network at a time (np.random.default_rng; "
+                    + ("forward on all 128 inputs, keep if it fits S)" if args.baseline == "full"
+                       else "S first, E only if it fits)"),
+        "timing": f"{args.rounds} rounds x {args.seconds:g} s per side, alternating",
+    })
+    fn = make_chunk_fn(model, layout, task.y_train, chunk, record_prior=False)
+    stream = stream_key(cfg.seed, "rejection")
+    kw = dict(chunk_size=chunk, n_samples=1 << 60, n_test=task.n_test, n_table=None,
+              devices=jax.devices())
+    # compile outside the timing: the S executable, and the E executable once a chunk has fits
+    c = 0
+    while c < 1024:
+        warm = run_rejection_chunks(fn, stream, range(c, c + 8), **kw)
+        c += 8
+        if warm.n_accepted:
+            break
+    state = {"next": c, "accepted": 0, "n": 0}
+
+    def package(seconds):
+        t0 = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t0 < seconds:
+            c = state["next"]
+            part = run_rejection_chunks(fn, stream, range(c, c + 8), **kw)
+            state["next"] += 8
+            state["accepted"] += part.n_accepted
+            n += part.n_samples
+        state["n"] += n
+        return n, time.perf_counter() - t0
+
+    base = {"accepted": 0, "n": 0, "round": 0}
+
+    def baseline(seconds):
+        base["round"] += 1
+        n, dt, counter = numpy_rejection_loop(layout.x, layout.s_idx, layout.e_idx, task.y_train,
+                                              seconds, seed=base["round"],
+                                              s_first=args.baseline == "s-first")
+        base["n"] += n
+        base["accepted"] += counter.total
+        return n, dt
+
+    rates = interleave({"package": package, "baseline": baseline},
+                       rounds=args.rounds, seconds=args.seconds)
+    print(f"package : {rates['package']:>10,.0f} samples/s  "
+          f"(acceptance {state['accepted']}/{state['n']:,} = {state['accepted'] / state['n']:.1e})")
+    print(f"baseline: {rates['baseline']:>10,.0f} samples/s  "
+          f"(acceptance {base['accepted']}/{base['n']:,} = {base['accepted'] / base['n']:.1e})")
+    ok = verdict(f"rejection |S|={task.m} vs {args.baseline} numpy loop",
+                 rates["package"] / rates["baseline"], FLOOR)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
