@@ -35,7 +35,7 @@ class TaskConfig:
     kind: str = _spec("boolean", choices=("boolean", "image"))
     # Boolean tasks
     n: int = _spec(7, min=1, max=20, help="number of input bits")
-    target: str = _spec("paper", help="truth table of 2^n '0'/'1' or a preset name")
+    target: str = _spec("and4", help="truth table of 2^n '0'/'1', 'random:SEED' or a preset name")
     train_size: int = _spec(32, min=1)
     train_seed: int = _spec(0, min=0)
     train_mask: str = _spec("", help="2^n '0'/'1', 1 = in S; overrides train_size")
@@ -102,6 +102,8 @@ class GPConfig:
     mc_samples: int = _spec(20000, min=1)
     tilting_samples: int = _spec(10000, min=10)
     max_functions: int = _spec(2000, min=1, help="most frequent functions to score")
+    prior_min_count: int = _spec(10, min=1, help="with rejection.record_prior (Boolean): GP "
+                                 "P(f) of prior functions seen at least this often")
 
 
 @dataclass
@@ -189,8 +191,10 @@ def _coerce_scalar(path, tp, meta, value):
 
 
 def _build(cls, data: dict, prefix: str):
+    if isinstance(data, _Raw):
+        data = data.parsed()
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'}: expected a table, got {data!r}")
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table, got {data!r}")
     hints = get_type_hints(cls)
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(names)
@@ -208,6 +212,8 @@ def _build(cls, data: dict, prefix: str):
         if name not in data:
             continue
         value = data[name]
+        if isinstance(value, _Raw):
+            value = value.text if tp is str and not value.quoted else value.parsed()
         if get_origin(tp) is list:
             (inner,) = get_args(tp)
             if not isinstance(value, list) or not (value or f.metadata.get("allow_empty")):
@@ -220,11 +226,22 @@ def _build(cls, data: dict, prefix: str):
     return cls(**kwargs)
 
 
-def _parse_value(text: str):
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word is a string
+@dataclass(frozen=True)
+class _Raw:
+    """A ``--set`` value before its field's type is known: a string field takes the text as it
+    is (so ``task.target=1000`` stays the truth table '1000'), any other field its TOML value."""
+
+    text: str
+
+    @property
+    def quoted(self) -> bool:
+        return self.text[:1] in ("'", '"')
+
+    def parsed(self):
+        try:
+            return tomllib.loads(f"v = {self.text}")["v"]
+        except tomllib.TOMLDecodeError:
+            return self.text  # a bare word is a string
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -238,7 +255,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: {p} is not a table")
-        node[parts[-1]] = _parse_value(text.strip())
+        node[parts[-1]] = _Raw(text.strip())
     return data
 
 
@@ -275,6 +292,16 @@ def _cross_validate(cfg: Config) -> None:
                     f"got {len(getattr(m, name))}")
         if cfg.task.kind != "image":
             raise ConfigError("model.arch: 'cnn' needs task.kind = 'image'")
+    if cfg.task.kind == "boolean":
+        # the task's own parsers, so a bad truth table or mask fails here, before any folder
+        from .tasks import parse_target, train_mask
+
+        try:
+            parse_target(cfg.task.target, cfg.task.n)
+            train_mask(cfg.task.n, train_size=cfg.task.train_size, seed=cfg.task.train_seed,
+                       mask=cfg.task.train_mask or None)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     s = cfg.samplers
     if not (s.rejection.enabled or s.sgd.enabled or s.nuts.enabled):
         raise ConfigError("samplers: expected at least one of rejection, sgd, nuts enabled")

@@ -235,16 +235,15 @@ def after_hot():
 
 def test_epochs_after_fit_recorded(after_hot):
     res = after_hot.run(range(16))
-    assert res.n_fitted == 16 == res.counter.total
+    assert res.counter.total == res.n_fitted > 0
     for fitted, fit_epoch, epochs, diverged in res.records.values():
-        assert fitted and not diverged
-        assert epochs == min(fit_epoch + AFTER, 300)
+        assert not diverged and fit_epoch >= 0
+        if fitted:  # AFTER epochs past the first fit, then on to a boundary that fits S
+            assert fit_epoch + AFTER <= epochs <= 300
+        else:  # the fit was lost and not regained before max_epochs
+            assert epochs == 300
 
 
-@pytest.mark.xfail(strict=True, reason="_sgd.py one_epoch: with epochs_after_fit > 0 a run is "
-                   "marked fitted (and its final function on E counted in P_SGD(f|S)) from its "
-                   "first fit; S is never re-checked at the end, so the counted network need "
-                   "not fit S (here 10 of 16 runs under SGLD T = 2)")
 def test_runs_marked_fitted_fit_s_at_the_end(after_hot, np_forward):
     # the loop of SGDTrainer.run, keeping the final parameters of every slot
     st = after_hot.refill(after_hot.empty_state(), jnp.ones(16, bool), jnp.arange(16, dtype=jnp.int32))
@@ -253,13 +252,20 @@ def test_runs_marked_fitted_fit_s_at_the_end(after_hot, np_forward):
         if np.asarray(st.done).all():
             break
     assert np.asarray(st.done).all()
-    fitted = (np.asarray(st.fit_epoch) >= 0) & ~np.asarray(st.diverged)
-    assert fitted.all()
-    # independent check of 100 % training accuracy of the final networks, in numpy
+    fitted = np.asarray(st.fits) & ~np.asarray(st.diverged)
+    # SGLD at T = 2 loses the fit often, so some runs need more than AFTER epochs to regain it
+    epochs, first = np.asarray(st.epoch), np.asarray(st.fit_epoch)
+    assert fitted.sum() >= 8 and (epochs[fitted] > first[fitted] + AFTER).any()
+    # independent check of 100 % training accuracy of the final networks, in numpy: exactly
+    # the runs marked fitted classify S exactly
     for i in range(16):
         p = [{k: np.asarray(v)[i] for k, v in layer.items()} for layer in st.params]
         out = np_forward(p, EASY.x_train)
-        assert np.array_equal(out > 0, EASY.y_train == 1), i
+        assert np.array_equal(out > 0, EASY.y_train == 1) == fitted[i], i
+    # run() marks the same runs fitted and counts exactly those
+    res = after_hot.run(range(16))
+    assert [res.records[i][0] for i in range(16)] == list(fitted)
+    assert res.counter.total == fitted.sum()
 
 
 # ---- hard target: divergence, unfitted runs, SGLD noise ------------------------------------------

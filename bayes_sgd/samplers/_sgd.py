@@ -3,8 +3,9 @@
 Run r starts from theta_0 ~ prior drawn with ``fold_in(stream, r)``, is trained with an optax
 optimiser on minibatches reshuffled every epoch (also keyed by r), is checked for 100 %
 training accuracy at every epoch boundary, trains ``epochs_after_fit`` more epochs once it
-fits, and stops at ``max_epochs`` otherwise.  P_SGD(f|S) = #{fitted runs with function f on E}
-/ #{fitted runs}.  Runs that never fit, or diverge (non-finite loss or parameters), are
+fits (then on until it fits S again, if those epochs lost the fit), and stops at ``max_epochs``
+otherwise.  A run counts as fitted when its final network classifies S exactly; P_SGD(f|S) =
+#{fitted runs with function f on E} / #{fitted runs}.  Runs that never fit, or diverge (non-finite loss or parameters), are
 recorded in ``runs`` and excluded from the counts.
 
 Many runs train at once in *slots* (``jax.vmap``); a finished slot is refilled with the next
@@ -107,6 +108,7 @@ class SlotState(NamedTuple):
     fit_epoch: jax.Array  # first epoch boundary with 100 % train accuracy, -1 = not yet
     done: jax.Array
     diverged: jax.Array
+    fits: jax.Array  # 100 % training accuracy at the last epoch boundary checked
 
 
 @dataclass
@@ -212,12 +214,14 @@ class SGDTrainer:
 
         grad = jax.value_and_grad(batch_loss)
 
-        def one_epoch(params, opt_state, run_id, epoch, fit_epoch, done, diverged):
+        def one_epoch(params, opt_state, run_id, epoch, fit_epoch, done, diverged, fits):
             # Check at the epoch boundary before training: a run that already fits S
-            # (initialisation included) records its fit epoch.
-            fits_now = self._fits(params)
-            fit_epoch = jnp.where((fit_epoch < 0) & fits_now, epoch, fit_epoch)
-            finished = ((fit_epoch >= 0) & (epoch - fit_epoch >= after)) | (epoch >= max_epochs)
+            # (initialisation included) records its fit epoch.  A run stops only on a boundary
+            # where it fits S (P_SGD is conditioned on S: training past the fit may lose it).
+            fits = self._fits(params)
+            fit_epoch = jnp.where((fit_epoch < 0) & fits, epoch, fit_epoch)
+            finished = (((fit_epoch >= 0) & (epoch - fit_epoch >= after) & fits)
+                        | (epoch >= max_epochs))
             done = done | finished | diverged
             perm = jax.random.permutation(
                 jax.random.fold_in(self._run_key(run_id, 1), epoch), m)
@@ -251,7 +255,7 @@ class SGDTrainer:
             diverged = diverged | (bad & ~keep)
             done = done | diverged
             epoch = jnp.where(keep, epoch, epoch + 1)
-            return params, opt_state, run_id, epoch, fit_epoch, done, diverged
+            return params, opt_state, run_id, epoch, fit_epoch, done, diverged, fits
 
         v_epoch = jax.vmap(one_epoch)
 
@@ -276,7 +280,8 @@ class SGDTrainer:
                 jnp.where(mask, z, state.epoch),
                 jnp.where(mask, z - 1, state.fit_epoch),
                 jnp.where(mask, new_ids < 0, state.done),
-                jnp.where(mask, False, state.diverged))
+                jnp.where(mask, False, state.diverged),
+                jnp.where(mask, False, state.fits))
 
         self.refill = jax.jit(refill)
         self.functions_on_test = jax.jit(
@@ -289,7 +294,8 @@ class SGDTrainer:
         shapes = jax.eval_shape(jax.vmap(self._init_one), jnp.zeros((self.P,), jnp.int32))
         p, o = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
         z = jnp.zeros((self.P,), jnp.int32)
-        return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), jnp.zeros((self.P,), bool))
+        f = jnp.zeros((self.P,), bool)
+        return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), f, f)
 
     def run(self, run_ids, *, epochs_per_sync: int = 4, progress=None,
             on_sync=None) -> SGDResult:
@@ -319,7 +325,7 @@ class SGDTrainer:
                 epochs = np.asarray(state.epoch)[done]
                 div = np.asarray(state.diverged)[done]
                 packed = np.asarray(self.functions_on_test(state.params))[done]
-                fitted = (fit_epoch >= 0) & ~div
+                fitted = np.asarray(state.fits)[done] & ~div
                 res.counter.add_packed(packed[fitted], half=ids[fitted] % 2)
                 for r, f, fe, ep, d in zip(ids, fitted, fit_epoch, epochs, div):
                     res.records[int(r)] = (bool(f), int(fe), int(ep), bool(d))
