@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -78,5 +79,19 @@ def _print_summary(summary: dict, out: Path) -> None:
     print("\n".join(lines))
 
 
+def console() -> None:
+    """The ``bayes-sgd`` console script: ``main`` with its exit code.
+
+    After an interrupt the checkpoint is already on disk, but XLA may still be running work that
+    was queued before the signal; tearing the interpreter down under it can crash (SIGSEGV), so
+    an interrupted run leaves with ``os._exit`` once its output is flushed."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

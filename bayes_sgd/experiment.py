@@ -180,14 +180,19 @@ HOLD_SECONDS = 5.0
 
 
 @contextmanager
-def _critical():
-    """Hold SIGINT/SIGTERM for the duration (bookkeeping that must not be cut in half)."""
+def _critical(*, raise_pending: bool = True):
+    """Hold SIGINT/SIGTERM for the duration (bookkeeping that must not be cut in half); a held
+    signal is raised at the end, or dropped with ``raise_pending=False`` (the work it would
+    interrupt is finished by then)."""
     _Signals.holding += 1
     try:
         yield
     finally:
         _Signals.holding -= 1
-    _raise_pending()
+    if raise_pending:
+        _raise_pending()
+    elif not _Signals.holding:
+        _Signals.pending = None
 
 
 def _raise_pending() -> None:
@@ -453,10 +458,39 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
                 timings["gp_s"] = time.perf_counter() - t0
                 df = concat([df, gp_frame])
                 summary["gp"] = gp_summary
+            summary = _summarise(cfg, task, df, summary, timings, runs)
+            fig = None
+            if cfg.analysis.plot:
+                from .plotting import scatter_panels
+
+                fig = scatter_panels(df, title=task.name)
         except Interrupted as e:
             raise Interrupted(f"{e}: checkpoint saved in {out / 'checkpoints'}; rerun the same "
                               "command to resume") from None
+        # Everything is computed: a signal now waits until the results are written (a second
+        # or two), so the folder ends complete rather than half-written.
+        with _critical(raise_pending=False):
+            _write_table(out / "functions.parquet", df)
+            if runs is not None:
+                _write_table(out / "runs.parquet", runs)
+            atomic_write_json(out / "summary.json", summary)
+            if fig is not None:
+                import matplotlib.pyplot as plt
 
+                tmp = out / ".scatter.png.tmp"
+                fig.savefig(tmp, dpi=120, format="png")
+                plt.close(fig)
+                os.replace(tmp, out / "scatter.png")
+            manifest.update(status="complete",
+                            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                            totals={k: {kk: vv for kk, vv in v.items() if isinstance(vv, (int, float))}
+                                    for k, v in summary.items() if k in ("rejection", "sgd", "nuts")})
+            atomic_write_json(out / "manifest.json", manifest)
+    return summary
+
+
+def _summarise(cfg: Config, task, df: pd.DataFrame, summary: dict, timings: dict, runs) -> dict:
+    """summary.json: the task, each sampler's totals, the agreement analysis, timings."""
     target = task.target_function
     summary = {
         "task": {"name": task.name, "m": task.m, "n_test": task.n_test, "target_on_E": target,
@@ -469,24 +503,6 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
         sgd_rows = df[df["sampler"] == "sgd"]
         summary["gp"]["sgd_mean_test_error"] = float(
             (sgd_rows["test_error"] * sgd_rows["count"].astype(float)).sum() / sgd_rows["count"].astype(float).sum())
-    _write_table(out / "functions.parquet", df)
-    if runs is not None:
-        _write_table(out / "runs.parquet", runs)
-    atomic_write_json(out / "summary.json", summary)
-    if cfg.analysis.plot:
-        from .plotting import scatter_panels
-        import matplotlib.pyplot as plt
-
-        fig = scatter_panels(df, title=task.name)
-        tmp = out / ".scatter.png.tmp"
-        fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
-        os.replace(tmp, out / "scatter.png")
-    manifest.update(status="complete",
-                    finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                    totals={k: {kk: vv for kk, vv in v.items() if isinstance(vv, (int, float))}
-                            for k, v in summary.items() if k in ("rejection", "sgd", "nuts")})
-    atomic_write_json(out / "manifest.json", manifest)
     return summary
 
 
