@@ -6,6 +6,7 @@ chunks of 1,024 (20 chunks, the last one partial) with the prior recorded; 64 SG
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -290,7 +291,11 @@ def test_corrupt_manifest_is_refused(cfg, tmp_path, monkeypatch):
 
 def test_bad_task_fails_before_the_folder_is_created(tmp_path, monkeypatch):
     _must_not_run(monkeypatch)
-    bad = load_config(None, OVERRIDES + ["task.target='0101'"])
+    with pytest.raises(ValueError, match="task.target: expected a truth table of 2\\^5 = 32"):
+        load_config(None, OVERRIDES + ["task.target='0101'"])
+    # a Config changed after validation is checked again when the task is built
+    good = load_config(None, OVERRIDES)
+    bad = dataclasses.replace(good, task=dataclasses.replace(good.task, target="0101"))
     with pytest.raises(ValueError, match="task.target"):
         run_experiment(bad, tmp_path / "x", show_progress=False)
     assert not (tmp_path / "x").exists()
