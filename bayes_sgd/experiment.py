@@ -278,14 +278,17 @@ def sgd_trainer_and_run_kwargs(cfg: Config, task, model, *, slots: int | None = 
     benchmark and the distributed workers): an automatic slot count (``slots = 0``) is capped
     at ``CPU_MAX_SLOTS`` on CPU, where larger vmapped batches fall out of the cache and train
     fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs.  Results do not depend
-    on either (every run's random numbers depend on its run id alone)."""
+    on either (every run's random numbers depend on its run id alone).  With several JAX
+    devices every device trains ``P`` slots."""
     settings = SGDSettings.from_config(cfg.samplers.sgd)
     if slots:
         settings.slots = slots
     trainer = SGDTrainer(model, task, settings, stream=stream_key(cfg.seed, "sgd"))
     if not settings.slots and jax.default_backend() == "cpu":
         trainer.P = min(trainer.P, CPU_MAX_SLOTS)
-    return trainer, dict(epochs_per_sync=EPOCHS_PER_SYNC)
+    devices = jax.devices()  # several (GPUs): P slots on each, trained concurrently
+    return trainer, dict(epochs_per_sync=EPOCHS_PER_SYNC,
+                         devices=devices if len(devices) > 1 else None)
 
 
 def _sgd(cfg: Config, task, model, out: Path, *, show: bool, scheduler=None) -> SGDResult:

@@ -298,28 +298,39 @@ class SGDTrainer:
         return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), f, f)
 
     def run(self, run_ids, *, epochs_per_sync: int = 4, progress=None,
-            on_sync=None) -> SGDResult:
-        """Train the given run ids to completion; returns their counts and records."""
+            on_sync=None, devices=None) -> SGDResult:
+        """Train the given run ids to completion; returns their counts and records.
+
+        With several ``devices``, each holds its own ``P`` slots: every sync dispatches the
+        epochs of all devices before reading any back, so they train concurrently.  Run ids go
+        to whichever slot frees first; the results do not depend on it (run r's randomness
+        depends on r alone)."""
         queue = list(run_ids)[::-1]
         res = SGDResult(FunctionCounter(self.n_test))
-        state = self.empty_state()
-        idle = np.ones(self.P, bool)
+        devs = list(devices) if devices else [None]
+        states = [self.empty_state() if d is None else jax.device_put(self.empty_state(), d)
+                  for d in devs]
+        idles = [np.ones(self.P, bool) for _ in devs]
         while True:
-            # refill idle slots
-            if queue and idle.any():
-                new = np.full(self.P, -1, np.int32)
-                mask = np.zeros(self.P, bool)
-                for i in np.flatnonzero(idle):
-                    if not queue:
-                        break
-                    new[i], mask[i] = queue.pop(), True
-                state = self.refill(state, jnp.asarray(mask), jnp.asarray(new))
-                idle &= ~mask
-            if idle.all():
+            for j, idle in enumerate(idles):  # refill idle slots
+                if queue and idle.any():
+                    new = np.full(self.P, -1, np.int32)
+                    mask = np.zeros(self.P, bool)
+                    for i in np.flatnonzero(idle):
+                        if not queue:
+                            break
+                        new[i], mask[i] = queue.pop(), True
+                    states[j] = self.refill(states[j], mask, new)
+                    idle &= ~mask
+            if all(idle.all() for idle in idles):
                 break
-            state = self.run_epochs(state, epochs_per_sync)
-            done = np.asarray(state.done) & ~idle
-            if done.any():
+            states = [st if idle.all() else self.run_epochs(st, epochs_per_sync)
+                      for st, idle in zip(states, idles)]  # queued on every device first
+            n_done = n_fit = 0
+            for state, idle in zip(states, idles):
+                done = np.asarray(state.done) & ~idle
+                if not done.any():
+                    continue
                 ids = np.asarray(state.run_id)[done]
                 fit_epoch = np.asarray(state.fit_epoch)[done]
                 epochs = np.asarray(state.epoch)[done]
@@ -330,8 +341,10 @@ class SGDTrainer:
                 for r, f, fe, ep, d in zip(ids, fitted, fit_epoch, epochs, div):
                     res.records[int(r)] = (bool(f), int(fe), int(ep), bool(d))
                 idle |= done
+                n_done, n_fit = n_done + int(done.sum()), n_fit + int(fitted.sum())
+            if n_done:
                 if progress is not None:
-                    progress(int(done.sum()), int(fitted.sum()))
+                    progress(n_done, n_fit)
                 if on_sync is not None:
                     on_sync(res)
         return res

@@ -1,0 +1,87 @@
+"""Several JAX devices: rejection chunks and SGD slots spread over all of them, with the same
+counts as one device.
+
+XLA's host platform is split into 2 CPU devices (``--xla_force_host_platform_device_count``),
+which must be set before JAX starts, so the check runs in a subprocess that prints JSON.  The
+reference is the same work on one device in that process; counts are integers, so the
+comparison is exact.  The subprocess also records which devices the work ran on, so the test
+fails if everything stayed on device 0.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import json, os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    import jax, numpy as np
+    from bayes_sgd.config import load_config
+    from bayes_sgd.experiment import sgd_trainer_and_run_kwargs
+    from bayes_sgd.models import build_model
+    from bayes_sgd.samplers import EvalLayout, make_chunk_fn, run_rejection_chunks, stream_key
+    from bayes_sgd.tasks import build_task
+
+    cfg = load_config(None, ["task.n=5", "task.target=and3", "task.train_size=6",
+                             "model.widths=[8]", "samplers.sgd.max_epochs=300",
+                             "samplers.sgd.batch_size=4", "samplers.sgd.lr=0.003",
+                             "samplers.sgd.n_runs=96"])
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.input_shape)
+    layout = EvalLayout.for_task(task)
+    devs = jax.devices()
+    out = {"n_devices": len(devs)}
+
+    fn = make_chunk_fn(model, layout, task.y_train, 512, True)
+    kw = dict(chunk_size=512, n_samples=512 * 12, n_test=task.n_test, n_table=len(layout.x))
+    one = run_rejection_chunks(fn, stream_key(0, "rejection"), range(12), **kw)
+    ran_on = set()
+    collect = fn.collect
+    def spy_collect(handle):
+        for a in jax.tree_util.tree_leaves(handle[2]):
+            ran_on.update(str(d) for d in a.devices())
+        return collect(handle)
+    fn.collect = spy_collect
+    many = run_rejection_chunks(fn, stream_key(0, "rejection"), range(12), devices=devs, **kw)
+    out["rejection_equal"] = all(
+        np.array_equal(a, b) for x, y in ((one.posterior, many.posterior), (one.prior, many.prior))
+        for a, b in zip(x.table(), y.table()))
+    out["rejection_accepted"] = [one.n_accepted, many.n_accepted]
+    out["rejection_devices_used"] = sorted(ran_on)
+
+    trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model, slots=16)
+    out["runner_devices"] = len(run_kw["devices"] or [])
+    used = set()
+    real = trainer.run_epochs
+    def spy(st, n):
+        used.update(str(d) for d in st.epoch.devices())
+        return real(st, n)
+    trainer.run_epochs = spy
+    ref = trainer.run(range(96), epochs_per_sync=8)
+    used.clear()
+    got = trainer.run(range(96), **run_kw)
+    out["sgd_devices_used"] = sorted(used)
+    out["sgd_records_equal"] = ref.records == got.records
+    out["sgd_counts_equal"] = all(np.array_equal(a, b)
+                                  for a, b in zip(ref.counter.table(), got.counter.table()))
+    out["sgd_fitted"] = [ref.n_fitted, got.n_fitted]
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def test_two_devices_share_the_work_with_identical_counts():
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    out = json.loads(line[len("RESULT "):])
+    assert out["n_devices"] == 2 and out["runner_devices"] == 2
+    assert out["rejection_equal"] and len(out["rejection_devices_used"]) == 2
+    assert out["rejection_accepted"][0] == out["rejection_accepted"][1] > 0
+    assert len(out["sgd_devices_used"]) == 2
+    assert out["sgd_records_equal"] and out["sgd_counts_equal"]
+    assert out["sgd_fitted"][0] == out["sgd_fitted"][1] > 0
