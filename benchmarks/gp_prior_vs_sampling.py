@@ -7,7 +7,11 @@ its full sign pattern under the model's analytic NNGP kernel,
 
     log10 P_GP(f) = log10 P(sign g(X) = f),   g ~ N(0, K_NNGP(X, X)),  X = all 2^n inputs,
 
-and reports Pearson / Spearman of log10 P_GP against log10 (count / samples).
+and reports Pearson / Spearman of log10 P_GP against log10 (count / samples).  The scoring is
+``bayes_sgd.samplers._gp.prior_vs_sampling``, the function the runner itself calls when
+``samplers.gp.enabled`` and ``samplers.rejection.record_prior`` are both on (its figures then
+land in ``summary.json`` under ``gp.prior_vs_sampling``); this script re-scores an existing
+folder with other settings (``--min-count``, ``--method``, ``--max-functions``).
 
     .venv/bin/bayes-sgd run --set samplers.rejection.record_prior=true \\
         --set samplers.rejection.n_samples=2000000 --set samplers.sgd.enabled=false \\
@@ -28,16 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
-import time
-import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 
 def _sample(folder: Path, n_samples: int) -> None:
@@ -47,14 +46,6 @@ def _sample(folder: Path, n_samples: int) -> None:
            "--out", str(folder), "--quiet"]
     print("running:", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-
-
-def _corr(x, y) -> dict:
-    out = {"n": int(len(x)), "pearson": None, "spearman": None}
-    if len(x) >= 3:
-        out["pearson"] = float(stats.pearsonr(x, y)[0])
-        out["spearman"] = float(stats.spearmanr(x, y)[0])
-    return out
 
 
 def main(argv=None) -> int:
@@ -71,8 +62,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from bayes_sgd.config import config_from_dict
-    from bayes_sgd.gp import fcn_nngp_kernel_for, log_orthant_probability
     from bayes_sgd.models import build_model
+    from bayes_sgd.samplers._gp import gp_kernel, prior_vs_sampling
     from bayes_sgd.tasks import boolean_inputs
 
     table = args.results / "functions.parquet"
@@ -84,54 +75,21 @@ def main(argv=None) -> int:
     cfg = config_from_dict(manifest["config"])
     if cfg.task.kind != "boolean" or not cfg.samplers.rejection.record_prior:
         ap.error("expected a Boolean run with samplers.rejection.record_prior = true")
-    summary = json.loads((args.results / "summary.json").read_text())
-    n_total = summary["rejection"]["n_samples"]
     df = pd.read_parquet(table)
-    prior = df[df["sampler"] == "prior"].copy()
-    prior["count"] = prior["count"].astype(np.int64)
-    prior = prior[prior["count"] >= args.min_count].sort_values("count", ascending=False)
-    if args.max_functions:
-        prior = prior.head(args.max_functions)
-
+    prior = df[df["sampler"] == "prior"]
     X = boolean_inputs(cfg.task.n)
     model = build_model(cfg.model, X.shape[1:])
-    K = fcn_nngp_kernel_for(model, X)
-    t0 = time.perf_counter()
-    lp, n_bad = [], 0
-    rng = np.random.default_rng(0)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="EP did not converge")
-        for f in prior["function"]:
-            s = np.frombuffer(f.encode(), np.uint8) - 48
-            opts = {} if args.method == "ep" else {"n_samples": args.tilting_samples, "rng": rng}
-            r = log_orthant_probability(K, s, args.method, **opts)
-            n_bad += r.converged is False
-            lp.append(r.log_p / math.log(10))
-    dt = time.perf_counter() - t0
-    prior["log10_p_gp"] = lp
-    x = np.log10(prior["count"].to_numpy(float) / n_total)
-    y = prior["log10_p_gp"].to_numpy(float)
-    out = {
-        "results": str(args.results), "n_samples": n_total, "min_count": args.min_count,
-        "method": args.method, "kernel": f"analytic NNGP, FCN {cfg.task.n}-"
-        + "-".join(map(str, cfg.model.widths)) + f"-1 {cfg.model.activation} "
-        f"sigma_w={cfg.model.sigma_w} sigma_b={cfg.model.sigma_b}",
-        "n_distinct_sampled": int((df["sampler"] == "prior").sum()),
-        "all": _corr(x, y),
-        "without_constant_functions": _corr(*(a[(prior["ones"] % 2**cfg.task.n != 0).to_numpy()]
-                                              for a in (x, y))),
-        "mean_log10_gp_minus_sampled": float(np.mean(y - x)),
-        "median_abs_log10_diff": float(np.median(np.abs(y - x))),
-        "not_converged": int(n_bad), "gp_time_s": dt,
-        "gp_time_per_function_s": dt / max(len(y), 1),
-    }
-    for k in (100, 1000):
-        keep = prior["count"].to_numpy() >= k
-        out[f"count>={k}"] = _corr(x[keep], y[keep])
+    K, kernel_used, _ = gp_kernel(cfg, model, X)
+    scored, summ = prior_vs_sampling(K, prior, min_count=args.min_count, method=args.method,
+                                     tilting_samples=args.tilting_samples, seed=0,
+                                     max_functions=args.max_functions)
+    out = {"results": str(args.results), "kernel": f"{kernel_used} NNGP, FCN {cfg.task.n}-"
+           + "-".join(map(str, cfg.model.widths)) + f"-1 {cfg.model.activation} "
+           f"sigma_w={cfg.model.sigma_w} sigma_b={cfg.model.sigma_b}", **summ}
     print(json.dumps(out, indent=2))
     if args.csv:
-        prior.assign(log10_p_sampled=x)[["function", "count", "ones", "lz", "log10_p_sampled",
-                                         "log10_p_gp"]].to_csv(args.csv, index=False)
+        scored[["function", "count", "ones", "lz", "log10_p_sampled", "log10_p_gp"]].to_csv(
+            args.csv, index=False)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

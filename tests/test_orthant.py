@@ -344,3 +344,44 @@ def test_argument_validation():
     big = equicorrelated(EXACT_MAX_DIM + 1, 0.1)
     with pytest.raises(ValueError, match="exact"):
         log_orthant_probability(big, np.ones(EXACT_MAX_DIM + 1), "exact")
+
+
+# ----------------------------------------------------------------------------- exact: QMC check
+
+
+def test_exact_falls_back_to_tilting_when_qmc_misses(monkeypatch):
+    # reference: the one-factor quadrature (error < 1e-10 relative).  Unpatched, scipy's QMC
+    # is kept (measured |error| 2e-4 in ln p); with its result made 5x too small (what it
+    # did on the tiny-p NNGP orthant below), the tilting check must catch it and the
+    # 200,000-sample tilting estimate (measured rel. stderr 1.6e-3) replace it: tolerance 5
+    # standard errors + 1e-3 (false-failure rate < 1e-6; seeded, so deterministic).
+    import scipy.stats
+
+    d, rho, m = 16, 0.5, -1.5
+    K, mean = equicorrelated(d, rho), np.full(d, m)
+    ref = one_factor_log_p(rho, mean)
+    ok = log_orthant_probability(K, np.ones(d), "exact", mean=mean)
+    assert ok.info["how"] == "scipy qmc" and ok.rel_stderr is None
+    assert ok.log_p == pytest.approx(ref, abs=2e-3)
+    real_cdf = scipy.stats.multivariate_normal.cdf
+    monkeypatch.setattr(scipy.stats.multivariate_normal, "cdf",
+                        lambda *a, **k: 0.2 * real_cdf(*a, **k))
+    bad = log_orthant_probability(K, np.ones(d), "exact", mean=mean)
+    assert bad.info["how"].startswith("minimax tilting") and 0 < bad.rel_stderr < 0.01
+    assert abs(bad.log_p - ref) < 5 * bad.rel_stderr + 1e-3
+
+
+def test_exact_on_tiny_nngp_orthant_agrees_with_ep():
+    # The parity pattern on all 16 inputs of n = 4 under the ReLU NNGP (sigma_w 1, sigma_b
+    # 0.5): p ~ 6e-15.  scipy's QMC alone returned log10 p = -15.00 / -15.57 / -15.03 (seeds
+    # 0-2), 0.8-1.35 decades low; EP (an independent algorithm) gives -14.223 and minimax
+    # tilting with 1e5 samples -14.225 +- 0.0006.  Tolerance 0.05 decades vs EP (EP's measured
+    # error on such orthants is < 0.01 decades, see benchmarks/bench_ep_accuracy.py).
+    from bayes_sgd.tasks import boolean_inputs
+
+    K = fcn_nngp_kernel(boolean_inputs(4), depth=1, sigma_w=1.0, sigma_b=0.5, activation="relu")
+    s = np.array([int(c) for c in "0110100110010110"])
+    ep = log_orthant_probability(K, s, "ep").log_p / np.log(10)
+    ex = log_orthant_probability(K, s, "exact", rng=np.random.default_rng(1))
+    assert ex.log_p / np.log(10) == pytest.approx(ep, abs=0.05)
+    assert ex.rel_stderr is not None and ex.rel_stderr < 0.01

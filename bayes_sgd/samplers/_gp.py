@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
+from ..analysis import correlation
 from ..counting import strings_to_bits
 from ..function_table import COLUMNS, estimate_frame
 from ..models import FCN
@@ -43,11 +44,12 @@ from ..gp import (EXACT_MAX_DIM, ep_posterior, ep_predictive, fcn_nngp_kernel_fo
 from ._common import STREAM, stream_key
 
 __all__ = ["GPProblem", "Scores", "candidate_functions", "compare_modes", "gp_kernel", "run_gp",
-           "COMPARE_MAX_FUNCTIONS"]
+           "prior_vs_sampling", "COMPARE_MAX_FUNCTIONS", "PRIOR_SAMPLER"]
 
 COUNTING = ("rejection", "sgd", "nuts")
 ANALYTIC_ACTIVATIONS = ("relu", "erf", "linear")
 COMPARE_MAX_FUNCTIONS = 200  # conditional mode: also score joint and compare up to this many
+PRIOR_SAMPLER = "gp_prior"  # function-table rows: GP prior P(f) on the whole truth table
 _LN10 = math.log(10.0)
 
 
@@ -316,6 +318,109 @@ def compare_modes(problem: GPProblem, bits_E, *, method: str = "ep",
     return out
 
 
+# ---- the prior on the whole truth table vs random-init sampling -------------------------------------
+
+def prior_vs_sampling(K: np.ndarray, prior: pd.DataFrame, *, min_count: int = 10,
+                      method: str = "ep", tilting_samples: int = 10_000, seed: int = 0,
+                      max_functions: int = 0, show: bool = False) -> tuple[pd.DataFrame, dict]:
+    """GP prior ``log10 P(f) = log10 P(sign g(X) = f)``, ``g ~ N(0, K)`` (X = every input, in the
+    order of the bit strings), against the sampled prior frequency, for the functions of
+    ``prior`` (rows with ``function``, ``count``, ``ones``; the ``prior`` rows of a function
+    table, whose counts sum to the number of random networks) seen at least ``min_count`` times,
+    most frequent first (at most ``max_functions``; 0 = all).
+
+    Returns ``(scored, summary)``: ``scored`` holds the selected rows with ``log10_p_sampled``
+    (log10 count / total), ``log10_p_gp`` and ``log10_p_gp_err`` (tilting's standard error; nan
+    for EP and exact); ``summary`` holds ``method`` (``"exact"`` falls back to EP beyond
+    ``EXACT_MAX_DIM`` dimensions), ``min_count``, ``n_samples`` (total count), ``n_distinct_sampled``,
+    ``all`` and ``without_constant_functions`` (``n_functions``, ``pearson``, ``spearman`` of
+    log10 P_GP vs log10 frequency; the two constant functions carry most of the prior mass),
+    the same for ``count>=100`` / ``count>=1000``, ``mean_log10_gp_minus_sampled``,
+    ``median_abs_log10_diff``, ``n_not_converged`` and ``time_s`` / ``time_per_function_s``.
+    """
+    K = np.asarray(K, np.float64)
+    n_in = K.shape[0]
+    if method not in ("ep", "exact", "minimax-tilting"):
+        raise ValueError(f"samplers.gp.method: expected 'ep', 'exact' or 'minimax-tilting', got {method!r}")
+    if min_count < 1:
+        raise ValueError(f"samplers.gp.prior_min_count: expected an integer >= 1, got {min_count!r}")
+    summary: dict = {"method": method, "min_count": int(min_count)}
+    if method == "exact" and n_in > EXACT_MAX_DIM:
+        method = "ep"
+        summary.update(method="ep", method_note=f"'exact' handles at most {EXACT_MAX_DIM} "
+                       f"dimensions, the truth table has {n_in}: used EP")
+    counts = prior["count"].astype(np.int64).to_numpy()
+    n_total = int(counts.sum())
+    sel = prior.assign(count=counts)
+    sel = sel[sel["count"] >= min_count].sort_values(["count", "function"],
+                                                    ascending=[False, True], kind="stable")
+    if max_functions:
+        sel = sel.head(max_functions)
+    sel = sel.reset_index(drop=True)
+    bits = strings_to_bits(list(sel["function"])).reshape(len(sel), -1) if len(sel) \
+        else np.zeros((0, n_in), np.uint8)
+    if bits.shape[1] != n_in:
+        raise ValueError(f"prior_vs_sampling: functions have {bits.shape[1]} bits but K is "
+                         f"{n_in} x {n_in}")
+    t0 = time.perf_counter()
+    lp = np.full(len(sel), np.nan)
+    err = np.full(len(sel), np.nan)
+    n_bad = 0
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="EP did not converge", category=RuntimeWarning)
+        for i in tqdm(range(len(sel)), desc=f"gp prior ({method})", unit="fn", disable=not show,
+                      dynamic_ncols=True):
+            rng = np.random.default_rng([seed, STREAM["gp"], 2, i])
+            opts = {} if method == "ep" else (
+                {"rng": rng} if method == "exact" else {"n_samples": int(tilting_samples), "rng": rng})
+            r = log_orthant_probability(K, bits[i], method, **opts)
+            n_bad += r.converged is False
+            lp[i] = r.log_p / _LN10
+            if r.rel_stderr is not None:
+                err[i] = r.rel_stderr / _LN10
+    dt = time.perf_counter() - t0
+    x = np.log10(sel["count"].to_numpy(float) / n_total) if n_total else np.zeros(len(sel))
+    sel["log10_p_sampled"], sel["log10_p_gp"], sel["log10_p_gp_err"] = x, lp, err
+    ones = sel["ones"].to_numpy(np.int64)
+    nonconst = (ones != 0) & (ones != n_in)
+    summary.update(
+        n_samples=n_total, n_distinct_sampled=int(len(prior)),
+        all=correlation(x, lp), without_constant_functions=correlation(x[nonconst], lp[nonconst]),
+        **{f"count>={k}": correlation(x[sel["count"].to_numpy() >= k], lp[sel["count"].to_numpy() >= k])
+           for k in (100, 1000)},
+        mean_log10_gp_minus_sampled=float(np.mean(lp - x)) if len(x) else None,
+        median_abs_log10_diff=float(np.median(np.abs(lp - x))) if len(x) else None,
+        n_not_converged=int(n_bad), time_s=dt, time_per_function_s=dt / max(len(sel), 1))
+    return sel, summary
+
+
+def _prior_block(cfg, model, df: pd.DataFrame, show: bool) -> tuple[pd.DataFrame, dict | None]:
+    """For a Boolean run that recorded the prior: ``prior_vs_sampling`` on the kernel over all
+    2^n inputs; (``gp_prior`` rows for the function table, summary); (empty, None) otherwise."""
+    if not (cfg.task.kind == "boolean" and cfg.samplers.rejection.record_prior and len(df)):
+        return pd.DataFrame(columns=COLUMNS), None
+    prior = df[df["sampler"] == "prior"]
+    if prior.empty:
+        return pd.DataFrame(columns=COLUMNS), None
+    from ..tasks import boolean_inputs
+
+    gc = cfg.samplers.gp
+    t0 = time.perf_counter()
+    K, kernel_used, _ = gp_kernel(cfg, model, boolean_inputs(cfg.task.n))
+    kernel_s = time.perf_counter() - t0
+    scored, summ = prior_vs_sampling(K, prior, min_count=gc.prior_min_count, method=gc.method,
+                                     tilting_samples=gc.tilting_samples, seed=cfg.seed, show=show)
+    summ.update(kernel=kernel_used, kernel_time_s=kernel_s)
+    lp = scored["log10_p_gp"].to_numpy(float)
+    frame = pd.DataFrame({
+        "sampler": PRIOR_SAMPLER, "function": scored["function"].to_numpy(object), "count": pd.NA,
+        "count_half0": pd.NA, "count_half1": pd.NA, "p": 10.0 ** lp, "log10_p": lp,
+        "log10_p_err": scored["log10_p_gp_err"].to_numpy(float),
+        "lz": scored["lz"].to_numpy() if "lz" in scored else np.nan,
+        "ones": scored["ones"].to_numpy(np.int64), "test_error": np.nan}, columns=COLUMNS)
+    return frame, summ
+
+
 # ---- the runner's entry point -----------------------------------------------------------------------
 
 def _clean(o):
@@ -342,6 +447,11 @@ def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[p
     added to any covariance), ``all_converged`` / ``n_not_converged``, ``mass_covered``
     (sum of P_B(f|S) over the scored functions), ``duplicates``, ``wall_time_s`` and, in
     conditional mode with at most ``COMPARE_MAX_FUNCTIONS`` functions, ``conditional_vs_joint``.
+
+    A Boolean run with ``samplers.rejection.record_prior`` (``prior`` rows in ``df``) also gets
+    the GP prior P(f) of every prior function seen ``samplers.gp.prior_min_count`` times or
+    more, on the whole truth table: ``gp_prior`` rows in the frame and
+    ``summary["prior_vs_sampling"]`` (see ``prior_vs_sampling``).
     """
     t0 = time.perf_counter()
     gc = cfg.samplers.gp
@@ -364,9 +474,12 @@ def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[p
     if problem.conflict_S:
         summary.update(log10_P_S=None, pac_bayes_bound=1.0, jitter=0.0, all_converged=True,
                        n_not_converged=0, mass_covered=0.0, kernel_time_s=kernel_s,
-                       wall_time_s=time.perf_counter() - t0,
                        note="S labels one input both ways: P(S) = 0, nothing scored")
-        return pd.DataFrame(columns=COLUMNS), _clean(summary)
+        prior_frame, prior_summary = _prior_block(cfg, model, df, show)
+        if prior_summary is not None:
+            summary["prior_vs_sampling"] = prior_summary
+        summary["wall_time_s"] = time.perf_counter() - t0
+        return prior_frame, _clean(summary)
     bits = strings_to_bits(functions).reshape(len(functions), task.n_test)
     sc = problem.score(bits, method=gc.method, mode=gc.mode, tilting_samples=gc.tilting_samples,
                        seed=cfg.seed, show=show)
@@ -401,5 +514,9 @@ def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[p
                 problem, bits, method=gc.method, tilting_samples=gc.tilting_samples,
                 seed=cfg.seed, conditional=sc.log10_p, show=show)
             summary["conditional_vs_joint"]["time_s"] = time.perf_counter() - t_c
+    prior_frame, prior_summary = _prior_block(cfg, model, df, show)
+    if prior_summary is not None:
+        summary["prior_vs_sampling"] = prior_summary
+        frame = pd.concat([frame, prior_frame], ignore_index=True) if len(frame) else prior_frame
     summary["wall_time_s"] = time.perf_counter() - t0
     return frame, _clean(summary)
