@@ -6,7 +6,7 @@ are assigned to half 0 or 1 by their chunk or run index) so that a split-half no
 ceiling can be computed without a second pass.  Chunks are first reduced with
 ``np.unique`` and pending uniques are merged into the sorted table whenever they exceed a
 memory budget, so memory is bounded by the number of *distinct* functions (n_bytes + 16
-bytes each), not by the number of samples.
+bytes each, about twice that while merging), not by the number of samples.
 """
 from __future__ import annotations
 
@@ -71,11 +71,11 @@ class FunctionCounter:
 
     def add_counts(self, packed: np.ndarray, counts: np.ndarray) -> None:
         """Merge another table: ``counts`` is (n, 2) per half (or (n,) for half 0)."""
-        counts = np.asarray(counts, np.int64)
+        counts = np.array(counts, np.int64)  # a copy: tables are updated in place on flush
         if counts.ndim == 1:
             counts = np.stack([counts, np.zeros_like(counts)], axis=1)
         if len(packed):
-            self._push(np.asarray(packed, np.uint8), counts)
+            self._push(np.array(packed, np.uint8), counts)
 
     def merge(self, other: "FunctionCounter") -> None:
         if other.n_bits != self.n_bits:
@@ -92,14 +92,25 @@ class FunctionCounter:
     def _flush(self):
         if not self._pending:
             return
-        keys = np.concatenate([self._keys] + [k for k, _ in self._pending])
-        counts = np.concatenate([self._counts] + [c for _, c in self._pending])
+        # Reduce the pending rows (small) first, then merge them into the sorted table in
+        # place of a re-sort: the table is copied once (np.insert) and only if there are new
+        # functions, so a flush needs ~2x the table's memory, not ~5x.
+        keys = np.concatenate([k for k, _ in self._pending])
+        counts = np.concatenate([c for _, c in self._pending])
         self._pending, self._pending_rows = [], 0
         uniq, inv = np.unique(_void(keys), return_inverse=True)
-        merged = np.zeros((len(uniq), 2), np.int64)
-        np.add.at(merged, inv.ravel(), counts)
-        self._keys = uniq.view(np.uint8).reshape(-1, self.n_bytes).copy()
-        self._counts = merged
+        add = np.zeros((len(uniq), 2), np.int64)
+        np.add.at(add, inv.ravel(), counts)
+        table = _void(self._keys)
+        pos = np.searchsorted(table, uniq)
+        seen = pos < len(table)
+        seen[seen] = table[pos[seen]] == uniq[seen]
+        np.add.at(self._counts, pos[seen], add[seen])
+        if not seen.all():
+            new = ~seen
+            self._keys = np.insert(table, pos[new], uniq[new]).view(np.uint8).reshape(
+                -1, self.n_bytes)
+            self._counts = np.insert(self._counts, pos[new], add[new], axis=0)
 
     # -- reading --------------------------------------------------------------------------
     def table(self) -> tuple[np.ndarray, np.ndarray]:

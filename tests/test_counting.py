@@ -107,6 +107,21 @@ def test_merge_two_counters_and_add_counts():
         a.merge(FunctionCounter(31))
 
 
+def test_merged_counter_is_independent_of_the_source():
+    """Tables are merged in place on flush: a counter that merged another must not change when
+    the other goes on counting (the reference is collections.Counter of the samples merged)."""
+    rng = np.random.default_rng(5)
+    a, b = FunctionCounter(20, pending_limit=3), FunctionCounter(20, pending_limit=3)
+    d1, d2 = pool_samples(rng, 20, 40, 300), pool_samples(rng, 20, 40, 300)
+    b.add_bits(d1, 0)
+    a.merge(b)  # a holds b's table (pending)
+    b.add_bits(d2, 0)  # b flushes into its own table
+    b.add_bits(d2, 1)
+    assert counter_table(a) == {s: (n, 0) for s, n in Counter(strs(d1)).items()}
+    ref = Counter(strs(d1)) + Counter(strs(d2))
+    assert counter_table(b) == {s: (ref[s], Counter(strs(d2))[s]) for s in ref}
+
+
 def test_state_roundtrip():
     rng = np.random.default_rng(5)
     c = FunctionCounter(45, pending_limit=2)
