@@ -73,5 +73,82 @@ def ones(bits) -> int:
     return int(_as_bits(bits).sum())
 
 
+LZ_BATCH_ROWS = 4096  # rows per compiled call: the batch runs as long as its slowest row
+
+
+def lz76_words_batch(bits: np.ndarray) -> np.ndarray:
+    """``lz76_words`` of every row of an (N, n) 0/1 array.
+
+    The same Kaspar-Schuster state machine as ``lz76_words``, compiled with JAX and vmapped
+    over rows (a ``while_loop`` per row): ~7x faster than the scalar loop on 128-bit truth
+    tables, which matters for the prior's table of millions of functions."""
+    s = np.asarray(bits, np.uint8)
+    if s.ndim != 2 or s.shape[1] == 0:
+        raise ValueError("bits: expected an (N, n) array of 0/1 with n >= 1")
+    N, n = s.shape
+    if n == 1 or N == 0:
+        return np.ones(N, np.int64)
+    out = np.empty(N, np.int64)
+    for j in range(0, N, LZ_BATCH_ROWS):
+        block = s[j:j + LZ_BATCH_ROWS]
+        if len(block) < LZ_BATCH_ROWS and N > LZ_BATCH_ROWS:  # one compiled shape
+            block = np.pad(block, ((0, LZ_BATCH_ROWS - len(block)), (0, 0)))
+        out[j:j + LZ_BATCH_ROWS] = np.asarray(_lz76_jit()(block, n))[:min(LZ_BATCH_ROWS, N - j)]
+    return out
+
+
+_LZ76_JIT = None
+
+
+def _lz76_jit():
+    global _LZ76_JIT
+    if _LZ76_JIT is None:
+        import jax
+        import jax.numpy as jnp
+
+        def one(x, n):
+            def body(st):
+                i, k, l, k_max, c, _ = st
+                eq = x[i + k - 1] == x[jnp.minimum(l + k - 1, n - 1)]
+                k1 = jnp.where(eq, k + 1, k)
+                end = eq & (l + k1 > n)  # the last component reached the end
+                ne = ~eq
+                k_max = jnp.where(ne, jnp.maximum(k, k_max), k_max)
+                i1 = jnp.where(ne, i + 1, i)
+                word = ne & (i1 == l)  # no earlier start reproduces the component
+                l1 = jnp.where(word, l + k_max, l)
+                end = end | (word & (l1 + 1 > n))
+                restart = word & ~end
+                i1 = jnp.where(restart, 0, i1)
+                k1 = jnp.where(restart | (ne & ~word), 1, k1)
+                k_max = jnp.where(restart, 1, k_max)
+                return i1, k1, l1, k_max, c + (end & eq) + word, end
+
+            one_ = jnp.int32(1)
+            init = (jnp.int32(0), one_, one_, one_, one_, jnp.bool_(False))
+            return jax.lax.while_loop(lambda st: ~st[5], body, init)[4]
+
+        _LZ76_JIT = jax.jit(jax.vmap(one, in_axes=(0, None)), static_argnums=1)
+    return _LZ76_JIT
+
+
+def lz_complexity_batch(bits: np.ndarray) -> np.ndarray:
+    """``lz_complexity`` of every row of an (N, n) 0/1 array (batched ``lz76_words``)."""
+    s = np.asarray(bits, np.uint8)
+    if s.ndim != 2 or s.shape[1] == 0 or (s > 1).any():
+        raise ValueError("bits: expected an (N, n) array of 0/1 with n >= 1")
+    n = s.shape[1]
+    log2n = math.log2(n) if n > 1 else 1.0
+    out = log2n * (lz76_words_batch(s) + lz76_words_batch(s[:, ::-1])) / 2
+    constant = (s.min(1) == s.max(1)) if len(s) else np.zeros(0, bool)
+    out[constant] = log2n
+    return out
+
+
 def lz_complexity_many(rows: Iterable) -> np.ndarray:
+    rows = list(rows)
+    if rows and not isinstance(rows[0], str):
+        arr = np.asarray(rows)
+        if arr.ndim == 2:
+            return lz_complexity_batch(arr)
     return np.array([lz_complexity(r) for r in rows], dtype=float)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .complexity import lz_complexity
+from .complexity import lz_complexity_batch
 from .counting import FunctionCounter, bits_to_strings, unpack_bits
 
 COLUMNS = ["sampler", "function", "count", "count_half0", "count_half1", "p", "log10_p",
@@ -30,7 +30,7 @@ def counter_frame(sampler: str, counter: FunctionCounter, task, *, full_table: b
     else:
         lz_bits = task.full_table(bits)
         err = (bits != task.y_test).mean(1) if len(bits) else np.zeros(0)
-    lz = np.array([lz_complexity(b) for b in lz_bits]) if len(bits) else np.zeros(0)
+    lz = lz_complexity_batch(lz_bits) if len(bits) else np.zeros(0)
     return pd.DataFrame({
         "sampler": sampler, "function": bits_to_strings(bits), "count": c,
         "count_half0": counts[:, 0], "count_half1": counts[:, 1], "p": p,
@@ -42,7 +42,7 @@ def estimate_frame(sampler: str, functions: list[str], log10_p, log10_p_err, tas
     """Rows for an estimator that scores given functions (e.g. the GP) instead of counting."""
     bits = np.array([np.frombuffer(f.encode(), np.uint8) - 48 for f in functions], np.uint8)
     bits = bits.reshape(len(functions), task.n_test)
-    lz = [lz_complexity(b) for b in task.full_table(bits)]
+    lz = lz_complexity_batch(task.full_table(bits)) if len(bits) else np.zeros(0)
     log10_p = np.asarray(log10_p, float)
     return pd.DataFrame({
         "sampler": sampler, "function": functions, "count": pd.NA, "count_half0": pd.NA,

@@ -89,6 +89,29 @@ def test_clz_matches_brute_force_all_length_10():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+def test_batched_words_match_brute_force_all_strings_up_to_12_bits():
+    from bayes_sgd.complexity import lz76_words_batch
+
+    for n in range(1, 13):
+        strings = ["".join(t) for t in itertools.product("01", repeat=n)]
+        bits = np.array([[int(ch) for ch in st] for st in strings], np.uint8)
+        np.testing.assert_array_equal(lz76_words_batch(bits),
+                                      [naive_lz76_words(st) for st in strings])
+
+
+@pytest.mark.parametrize("n", [16, 128])
+def test_batched_clz_equals_the_scalar_loop(n):
+    """More rows than one compiled batch (the padded tail included), skewed and balanced."""
+    from bayes_sgd.complexity import LZ_BATCH_ROWS, lz_complexity_batch
+
+    rng = np.random.default_rng(n)
+    bits = (rng.random((LZ_BATCH_ROWS + 300, n)) < rng.choice([0.03, 0.5, 0.97], (LZ_BATCH_ROWS + 300, 1))).astype(np.uint8)
+    bits[:2] = [0], [1]  # constant strings: log2(n)
+    got = lz_complexity_batch(bits)
+    np.testing.assert_array_equal(got, [lz_complexity(b) for b in bits])
+    assert got[0] == got[1] == np.log2(n)
+
+
 def test_string_array_list_and_bool_inputs_agree():
     rng = np.random.default_rng(1)
     for n in (2, 7, 64, 128):
