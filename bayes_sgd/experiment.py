@@ -30,10 +30,10 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .analysis import agreement
-from .checkpoint import atomic_write_bytes, atomic_write_json, load_npz, save_npz
+from .checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_with, load_npz, save_npz
 from .config import Config
 from .counting import FunctionCounter
-from .function_table import concat, counter_frame
+from .function_table import concat, counter_frame, counter_frames
 from .models import build_model
 from .samplers._common import EvalLayout, stream_key
 from .samplers._rejection import (RejectionResult, default_chunk_size, make_chunk_fn,
@@ -43,6 +43,7 @@ from .tasks import build_task
 
 CHECKPOINT_SECONDS = 15.0  # default; BAYES_SGD_CHECKPOINT_SECONDS overrides it
 EPOCHS_PER_SYNC = 8  # SGD epochs between host syncs (finished slots idle at most this long)
+PRIOR_MIN_COUNT_IN_MEMORY = 2  # prior functions kept in the in-memory table (all are written)
 CPU_MAX_SLOTS = 256  # automatic SGD slot count on CPU: more slots leave the cache (slower)
 
 
@@ -415,7 +416,7 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
         (out / stale).unlink(missing_ok=True)
 
     frames, summary, timings = [], {}, {}
-    runs = None
+    runs = prior = None
     with _interrupts_raise():
         try:
             if cfg.samplers.rejection.enabled:
@@ -424,7 +425,12 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
                 timings["rejection_s"] = time.perf_counter() - t0
                 frames.append(counter_frame("rejection", rej.posterior, task))
                 if rej.prior is not None:
-                    frames.append(counter_frame("prior", rej.prior, task, full_table=True))
+                    # The prior's table can hold millions of functions (10^8 draws): it goes to
+                    # functions.parquet in batches; the frame in memory keeps the repeated ones
+                    # (count >= PRIOR_MIN_COUNT_IN_MEMORY), all that the analysis uses.
+                    prior = rej.prior
+                    frames.append(counter_frame("prior", prior, task, full_table=True,
+                                                min_count=PRIOR_MIN_COUNT_IN_MEMORY))
                 summary["rejection"] = {
                     "n_samples": rej.n_samples, "n_accepted": rej.n_accepted,
                     "acceptance_rate": rej.n_accepted / max(rej.n_samples, 1),
@@ -473,7 +479,7 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
         # Everything is computed: a signal now waits until the results are written (a second
         # or two), so the folder ends complete rather than half-written.
         with _critical(raise_pending=False):
-            _write_table(out / "functions.parquet", df)
+            _write_functions(out / "functions.parquet", df, prior, task)
             if runs is not None:
                 _write_table(out / "runs.parquet", runs)
             atomic_write_json(out / "summary.json", summary)
@@ -507,6 +513,40 @@ def _summarise(cfg: Config, task, df: pd.DataFrame, summary: dict, timings: dict
         summary["gp"]["sgd_mean_test_error"] = float(
             (sgd_rows["test_error"] * sgd_rows["count"].astype(float)).sum() / sgd_rows["count"].astype(float).sum())
     return summary
+
+
+def _write_functions(path: Path, df: pd.DataFrame, prior, task) -> None:
+    """functions.parquet: ``df``'s rows, with the prior's rows (if counted) replaced by the
+    whole prior table streamed in batches, so memory stays bounded however many there are."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if prior is None:
+        return _write_table(path, df)
+    frames = [df[df["sampler"] != "prior"]]
+    frames += counter_frames("prior", prior, task, full_table=True)
+    schema = None
+
+    def write(f):
+        nonlocal schema
+        writer = None
+        try:
+            for frame in frames:
+                frame = concat([frame]) if len(frame) else frame
+                if not len(frame):
+                    continue
+                t = pa.Table.from_pandas(frame, preserve_index=False)
+                if writer is None:
+                    schema = t.schema
+                    writer = pq.ParquetWriter(f, schema)
+                writer.write_table(t.cast(schema))
+            if writer is None:
+                writer = pq.ParquetWriter(f, pa.Table.from_pandas(df, preserve_index=False).schema)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    atomic_write_with(path, write)
 
 
 def _write_table(path: Path, df: pd.DataFrame) -> None:

@@ -18,11 +18,19 @@ COLUMNS = ["sampler", "function", "count", "count_half0", "count_half1", "p", "l
 
 
 def counter_frame(sampler: str, counter: FunctionCounter, task, *, full_table: bool = False,
-                  total: int | None = None) -> pd.DataFrame:
-    """Rows for one sampler; ``p = count / total`` (total defaults to the counted samples)."""
+                  total: int | None = None, rows=None, min_count: int = 1) -> pd.DataFrame:
+    """Rows for one sampler; ``p = count / total`` (total defaults to the counted samples).
+
+    ``rows`` (a slice or index array into the counter's sorted table) and ``min_count`` select
+    part of the table, e.g. to write a table of millions of functions in batches."""
     keys, counts = counter.table()
-    bits = unpack_bits(keys, counter.n_bits)
     total = counter.total if total is None else total
+    if rows is not None:
+        keys, counts = keys[rows], counts[rows]
+    if min_count > 1:
+        keep = counts.sum(1) >= min_count
+        keys, counts = keys[keep], counts[keep]
+    bits = unpack_bits(keys, counter.n_bits)
     c = counts.sum(1)
     p = c / total if total else np.full(len(c), np.nan)
     if full_table:
@@ -50,6 +58,14 @@ def estimate_frame(sampler: str, functions: list[str], log10_p, log10_p_err, tas
         "log10_p_err": np.asarray(log10_p_err, float), "lz": lz,
         "ones": bits.sum(1).astype(np.int64),
         "test_error": (bits != task.y_test).mean(1) if len(bits) else []}, columns=COLUMNS)
+
+
+def counter_frames(sampler: str, counter: FunctionCounter, task, *, batch: int = 1 << 18,
+                   **kw):
+    """``counter_frame`` of the whole table in batches of ``batch`` functions (bounded memory)."""
+    n = len(counter)
+    for start in range(0, n, batch):
+        yield counter_frame(sampler, counter, task, rows=slice(start, start + batch), **kw)
 
 
 def concat(frames) -> pd.DataFrame:

@@ -91,6 +91,28 @@ def test_functions_parquet(run_a, cfg):
     assert prior.loc[agrees, "count"].sum() == summary["rejection"]["n_accepted"]
 
 
+def test_prior_streamed_in_batches_equals_one_table(run_a, cfg, tmp_path, monkeypatch):
+    """functions.parquet gets the prior's table in batches (bounded memory): with batches of 5
+    functions it must hold exactly the rows of run_a, written from one batch."""
+    real = experiment.counter_frames
+    calls = []
+
+    def small(*a, **k):
+        for frame in real(*a, batch=5, **k):
+            calls.append(len(frame))
+            yield frame
+
+    monkeypatch.setattr(experiment, "counter_frames", small)
+    run_experiment(cfg, tmp_path / "b", show_progress=False)
+    a = pd.read_parquet(run_a[0] / "functions.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "functions.parquet")
+    n_prior = (a["sampler"] == "prior").sum()
+    assert len(calls) == -(-n_prior // 5) and max(calls) == 5 and sum(calls) == n_prior
+    key = ["sampler", "function"]
+    pd.testing.assert_frame_equal(a.sort_values(key, ignore_index=True),
+                                  b.sort_values(key, ignore_index=True))
+
+
 def test_runs_parquet(run_a, cfg):
     out, summary = run_a
     runs = pd.read_parquet(out / "runs.parquet")
