@@ -467,6 +467,9 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
                 timings["gp_s"] = time.perf_counter() - t0
                 df = concat([df, gp_frame])
                 summary["gp"] = gp_summary
+                if prior is not None and "prior_vs_sampling" in gp_summary:
+                    # the frame holds the repeated prior functions only; the counter has them all
+                    gp_summary["prior_vs_sampling"]["n_distinct_sampled"] = len(prior)
             summary = _summarise(cfg, task, df, summary, timings, runs)
             fig = None
             if cfg.analysis.plot:

@@ -77,7 +77,7 @@ def test_runner_prior_summary_matches_independent_computation(prior_run):
     pv = summary["gp"]["prior_vs_sampling"]
     prior = df[df["sampler"] == "prior"]
     total = prior["count"].astype(float).sum()
-    assert total == N_SAMPLES == pv["n_samples"]
+    assert total == N_SAMPLES == pv["n_samples"] and pv["n_distinct_sampled"] == len(prior)
     sel = prior[prior["count"].astype(float) >= MIN_COUNT]
     K = fcn_nngp_kernel(boolean_inputs(N_BITS), depth=1, sigma_w=SIGMA_W, sigma_b=SIGMA_B,
                         activation="relu")

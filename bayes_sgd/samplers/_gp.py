@@ -350,7 +350,11 @@ def prior_vs_sampling(K: np.ndarray, prior: pd.DataFrame, *, min_count: int = 10
         summary.update(method="ep", method_note=f"'exact' handles at most {EXACT_MAX_DIM} "
                        f"dimensions, the truth table has {n_in}: used EP")
     counts = prior["count"].astype(np.int64).to_numpy()
+    # The runner's in-memory prior rows may be only the repeated functions (the whole table is
+    # in functions.parquet): the number of samples comes from p = count / n_samples, if given.
     n_total = int(counts.sum())
+    if "p" in prior and len(prior) and float(prior["p"].iloc[0]) > 0:
+        n_total = int(round(float(counts[0]) / float(prior["p"].iloc[0])))
     sel = prior.assign(count=counts)
     sel = sel[sel["count"] >= min_count].sort_values(["count", "function"],
                                                     ascending=[False, True], kind="stable")
