@@ -19,8 +19,9 @@ class ConfigError(ValueError):
 
 
 def _spec(default, *, choices=None, min=None, max=None, help="", default_factory=None,
-          allow_empty=False):
-    meta = {"choices": choices, "min": min, "max": max, "help": help, "allow_empty": allow_empty}
+          allow_empty=False, exclusive_min=False):
+    meta = {"choices": choices, "min": min, "max": max, "help": help, "allow_empty": allow_empty,
+            "exclusive_min": exclusive_min}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -109,7 +110,8 @@ class GPConfig:
 @dataclass
 class NUTSConfig:
     enabled: bool = _spec(False)
-    beta: float = _spec(30.0, min=0.0)
+    beta: float = _spec(30.0, min=0.0, exclusive_min=True,
+                        help="likelihood temperature: Bernoulli(y | logits = beta f)")
     num_chains: int = _spec(4, min=1)
     num_warmup: int = _spec(500, min=1)
     num_samples: int = _spec(1000, min=1)
@@ -158,7 +160,7 @@ def _describe(tp, meta) -> str:
     if lo is not None and hi is not None:
         text += f" in [{lo}, {hi}]"
     elif lo is not None:
-        text += f" >= {lo}"
+        text += f" > {lo}" if meta.get("exclusive_min") else f" >= {lo}"
     return text
 
 
@@ -183,7 +185,8 @@ def _coerce_scalar(path, tp, meta, value):
             raise bad()
     if meta.get("choices") and value not in meta["choices"]:
         raise bad()
-    if meta.get("min") is not None and value < meta["min"]:
+    if meta.get("min") is not None and (value < meta["min"] or (
+            meta.get("exclusive_min") and value == meta["min"])):
         raise bad()
     if meta.get("max") is not None and value > meta["max"]:
         raise bad()

@@ -426,11 +426,12 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
                 frames.append(counter_frame("rejection", rej.posterior, task))
                 if rej.prior is not None:
                     # The prior's table can hold millions of functions (10^8 draws): it goes to
-                    # functions.parquet in batches; the frame in memory keeps the repeated ones
-                    # (count >= PRIOR_MIN_COUNT_IN_MEMORY), all that the analysis uses.
+                    # functions.parquet in batches; the frame in memory keeps the functions seen
+                    # samplers.gp.prior_min_count times or more (>= 2), all the analysis uses.
                     prior = rej.prior
-                    frames.append(counter_frame("prior", prior, task, full_table=True,
-                                                min_count=PRIOR_MIN_COUNT_IN_MEMORY))
+                    frames.append(counter_frame(
+                        "prior", prior, task, full_table=True,
+                        min_count=max(PRIOR_MIN_COUNT_IN_MEMORY, cfg.samplers.gp.prior_min_count)))
                 summary["rejection"] = {
                     "n_samples": rej.n_samples, "n_accepted": rej.n_accepted,
                     "acceptance_rate": rej.n_accepted / max(rej.n_samples, 1),

@@ -92,6 +92,7 @@ def test_later_set_wins():
 
 BAD = [  # (--set items, substring the message must contain)
     (["task.foo=1"], "task.foo"),
+    (["samplers.nuts.beta=0"], "samplers.nuts.beta: expected a number > 0.0, got 0"),
     (["task.target=0110"], "task.target: expected a truth table of 2^7 = 128"),  # wrong length
     (["task.target=and9"], "task.target"),
     (["task.train_mask=0101"], "task.train_mask: expected 128"),
