@@ -17,6 +17,22 @@ where it missed (reported as ``exact_fallbacks``).  Compared: EP (``method="ep"`
 and minimax tilting with the GP sampler's default 10,000 samples.  Errors are
 ``ln P_method - ln P_exact`` (natural log; divide by 2.303 for decades), reported per d and by
 size of P as mean / max |error| and mean signed error (bias).  Seeded (``--seed``, default 0).
+
+Measured (defaults: d = 2..12, 30 cases each, seed 0; 80 s on one shared core), error in ln P:
+
+===============  ====  ==========  ==========  =========  ==============  ==============
+cases            n     min log10P  EP mean|e|  EP max|e|  EP mean signed  tilting max|e|
+===============  ====  ==========  ==========  =========  ==============  ==============
+p > 1e-2         145   -2.0        0.112       0.221      -0.111          0.0078
+1e-5 < p <= 1e-2 152   -5.0        0.013       0.047      -0.012          0.0185
+p <= 1e-5        33    -8.1        0.0096      0.025      -0.0085         0.0116
+all              330   -8.1        0.056       0.221      -0.055          0.0185
+===============  ====  ==========  ==========  =========  ==============  ==============
+
+EP always errs low, and most on the probable patterns (``typical``: mean 0.139, max 0.221 in
+ln P, i.e. up to 0.096 decades, growing with d from 0.07 at d = 2); on tiny probabilities it
+is within 0.025 (0.011 decades).  Minimax tilting with 10,000 samples: mean |error| 0.0032,
+max 0.0185, no bias.  'exact' fell back to tilting in 2 of the 297 QMC cases (d > 3).
 """
 from __future__ import annotations
 

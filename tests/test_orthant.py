@@ -376,7 +376,8 @@ def test_exact_on_tiny_nngp_orthant_agrees_with_ep():
     # 0.5): p ~ 6e-15.  scipy's QMC alone returned log10 p = -15.00 / -15.57 / -15.03 (seeds
     # 0-2), 0.8-1.35 decades low; EP (an independent algorithm) gives -14.223 and minimax
     # tilting with 1e5 samples -14.225 +- 0.0006.  Tolerance 0.05 decades vs EP (EP's measured
-    # error on such orthants is < 0.01 decades, see benchmarks/bench_ep_accuracy.py).
+    # error for p <= 1e-5, d <= 12, is at most 0.025 in ln p = 0.011 decades, see
+    # benchmarks/bench_ep_accuracy.py; here 0.002 decades).
     from bayes_sgd.tasks import boolean_inputs
 
     K = fcn_nngp_kernel(boolean_inputs(4), depth=1, sigma_w=1.0, sigma_b=0.5, activation="relu")
