@@ -42,7 +42,8 @@ def counter_frame(sampler: str, counter: FunctionCounter, task, *, full_table: b
     return pd.DataFrame({
         "sampler": sampler, "function": bits_to_strings(bits), "count": c,
         "count_half0": counts[:, 0], "count_half1": counts[:, 1], "p": p,
-        "log10_p": np.log10(np.where(p > 0, p, np.nan)), "log10_p_err": np.nan, "lz": lz,
+        "log10_p": np.log10(np.where(p > 0, p, np.nan)), "log10_p_err": np.full(len(c), np.nan),
+        "lz": lz,
         "ones": bits.sum(1).astype(np.int64), "test_error": err}, columns=COLUMNS)
 
 

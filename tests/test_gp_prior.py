@@ -105,6 +105,9 @@ def test_runner_prior_summary_matches_independent_computation(prior_run):
     assert pv["all"]["pearson"] == pytest.approx(stats.pearsonr(x, got)[0], abs=1e-12)
     np.testing.assert_array_equal(rows.loc[list(sel["function"]), "ones"].to_numpy(),
                                   sel["ones"].to_numpy())
+    # numeric columns stay numeric in the parquet (a scalar NaN column used to come back object)
+    for col in ("p", "log10_p", "log10_p_err", "lz", "test_error"):
+        assert df[col].dtype == np.float64, col
     # the posterior step still ran on E and the agreement ignores the prior rows
     assert summary["gp"]["n_functions"] == 5
     assert "gp_prior" not in json.dumps(summary["agreement"])

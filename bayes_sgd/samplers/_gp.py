@@ -421,7 +421,8 @@ def _prior_block(cfg, model, df: pd.DataFrame, show: bool) -> tuple[pd.DataFrame
         "count_half0": pd.NA, "count_half1": pd.NA, "p": 10.0 ** lp, "log10_p": lp,
         "log10_p_err": scored["log10_p_gp_err"].to_numpy(float),
         "lz": scored["lz"].to_numpy() if "lz" in scored else np.nan,
-        "ones": scored["ones"].to_numpy(np.int64), "test_error": np.nan}, columns=COLUMNS)
+        "ones": scored["ones"].to_numpy(np.int64), "test_error": np.full(len(lp), np.nan)},
+        columns=COLUMNS)  # arrays, not scalars: with columns=, pandas 3 makes a scalar NaN object
     return frame, summ
 
 
