@@ -90,14 +90,16 @@ def test_unknown_figure_and_scale(capsys):
 def test_every_figure_config_validates_at_both_scales(name):
     quick = figure_configs(name, scale="quick")
     paper = figure_configs(name, scale="paper")
-    assert list(quick) == [r.name for r in FIGURES[name].runs]
+    fig = FIGURES[name]
+    assert list(paper) == [r.name for r in fig.runs]
+    assert list(quick) == [r.name for r in fig.runs if r.name not in fig.paper_only]
+    assert quick and set(fig.paper_only) <= set(paper)
     for run, cfg in quick.items():
         assert cfg.name == f"{name}_{run}"  # distinct names: distinct folders and join labels
         p = paper[run]
         assert p.samplers.sgd.n_runs >= cfg.samplers.sgd.n_runs
         assert p.samplers.rejection.n_samples >= cfg.samplers.rejection.n_samples
         assert p != cfg
-    fig = FIGURES[name]
     if fig.reference:  # the shared P_B run is rejection-only, the others SGD-only
         assert not quick[fig.reference].samplers.sgd.enabled
         assert all(not c.samplers.rejection.enabled for r, c in quick.items() if r != fig.reference)
