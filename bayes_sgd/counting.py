@@ -143,6 +143,31 @@ class FunctionCounter:
 
     @classmethod
     def from_state(cls, state) -> "FunctionCounter":
+        """The counter saved by ``state()`` (keys sorted and unique: taken as they are, so a
+        checkpoint of 10^7 functions is not re-sorted on resume)."""
         c = cls(int(state["n_bits"]))
-        c.add_counts(state["keys"], state["counts"])
+        keys = np.ascontiguousarray(state["keys"], np.uint8)
+        counts = np.ascontiguousarray(state["counts"], np.int64)
+        if keys.ndim != 2 or keys.shape[1] != c.n_bytes or counts.shape != (len(keys), 2):
+            raise ValueError(f"state: expected keys (n, {c.n_bytes}) and counts (n, 2), got "
+                             f"{keys.shape} and {counts.shape}")
+        if not _strictly_increasing(keys):  # a table() is sorted and unique
+            c.add_counts(keys, counts)
+            return c
+        c._keys, c._counts = keys, counts
         return c
+
+
+def _strictly_increasing(keys: np.ndarray, block: int = 1 << 20) -> bool:
+    """Whether the rows of a (n, k) uint8 array are in strictly increasing bytewise order
+    (checked in blocks of rows, so the temporaries stay small)."""
+    rows = np.arange(min(block, max(len(keys) - 1, 0)))
+    for start in range(0, len(keys) - 1, block):
+        a, b = keys[start:start + block], keys[start + 1:start + block + 1]
+        a = a[:len(b)]
+        diff = a != b
+        first = diff.argmax(1)
+        r = rows[:len(b)]
+        if not (diff[r, first] & (b[r, first] > a[r, first])).all():
+            return False
+    return True

@@ -140,6 +140,22 @@ def test_state_roundtrip():
     assert back.total == 1000
 
 
+def test_from_state_takes_a_sorted_table_and_merges_anything_else():
+    rng = np.random.default_rng(6)
+    data = pool_samples(rng, 24, 50, 500)
+    c = FunctionCounter(24)
+    c.add_bits(data, 1)
+    keys, counts = c.table()
+    ref = {s: (0, n) for s, n in Counter(strs(data)).items()}
+    assert counter_table(FunctionCounter.from_state(c.state())) == ref
+    # rows out of order and repeated (not a table()): merged, not taken as they are
+    shuffled = {"keys": np.concatenate([keys[::-1], keys[:3]]),
+                "counts": np.concatenate([counts[::-1], counts[:3]]), "n_bits": 24}
+    got = counter_table(FunctionCounter.from_state(shuffled))
+    first3 = set(strs(unpack_bits(keys[:3], 24)))
+    assert got == {s: (0, n * (2 if s in first3 else 1)) for s, (_, n) in ref.items()}
+
+
 def test_functions_one_bit_apart_are_never_merged():
     """10^4 random 96-bit strings plus a copy of each with one random bit flipped (and some
     exact duplicates): every distinct string keeps its own exact count."""
