@@ -10,6 +10,7 @@ of an uninterrupted run.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -527,8 +528,9 @@ def _write_functions(path: Path, df: pd.DataFrame, prior, task) -> None:
 
     if prior is None:
         return _write_table(path, df)
-    frames = [df[df["sampler"] != "prior"]]
-    frames += counter_frames("prior", prior, task, full_table=True)
+    # a generator: one batch of the prior's table in memory at a time
+    frames = itertools.chain([df[df["sampler"] != "prior"]],
+                             counter_frames("prior", prior, task, full_table=True))
     schema = None
 
     def write(f):

@@ -97,13 +97,28 @@ def test_prior_streamed_in_batches_equals_one_table(run_a, cfg, tmp_path, monkey
     real = experiment.counter_frames
     calls = []
 
+    order = []
+
     def small(*a, **k):
         for frame in real(*a, batch=5, **k):
             calls.append(len(frame))
+            order.append("batch")
             yield frame
 
+    import pyarrow.parquet as pq
+    write = pq.ParquetWriter.write_table
+
+    def logged(self, table, *a, **k):
+        order.append("write")
+        return write(self, table, *a, **k)
+
     monkeypatch.setattr(experiment, "counter_frames", small)
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", logged)
     run_experiment(cfg, tmp_path / "b", show_progress=False)
+    # lazily: each batch is written before the next one is made (one batch in memory)
+    seq = ",".join(order)
+    assert seq.count("batch") == len(calls) > 1 and "batch,batch" not in seq
+    assert seq.count("batch,write") == len(calls)
     a = pd.read_parquet(run_a[0] / "functions.parquet")
     b = pd.read_parquet(tmp_path / "b" / "functions.parquet")
     n_prior = (a["sampler"] == "prior").sum()
