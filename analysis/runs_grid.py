@@ -18,11 +18,23 @@
 # P_SGD vs P_B panel per run.  A run named `bayes` (rejection only) supplies P_B to the SGD-only
 # runs of the same task.  Set `ROW` / `COL` to lay the grid out by config fields (`optimizer`,
 # `batch_size`, `lr`, `target`, `epochs_after_fit`, ... see `bayes_sgd.results.CONFIG_COLUMNS`).
+#
+# Run it on a results folder from the repository root (the executed notebook, figures
+# included, is written into the results folder; its kernel runs there, hence `.`):
+#
+#     jupytext --to notebook analysis/runs_grid.py -o results/optimisers_n7/runs_grid.ipynb
+#     BAYES_SGD_RESULTS=. jupyter execute --inplace results/optimisers_n7/runs_grid.ipynb
+#
+# or open it in Jupyter (jupytext pairs the `.py` file with a notebook) and set `RESULTS`
+# in the cell tagged `parameters` (a papermill-style cell injected after it overrides it).
 
 # %% tags=["parameters"]
-RESULTS = "results/optimisers_n7"
+import os
+
+RESULTS = os.environ.get("BAYES_SGD_RESULTS", "results/optimisers_n7")
 ROW = None
 COL = "run"
+X = None  # the P_B sampler on the x axis; None: rejection, else gp, else nuts
 
 # %%
 from pathlib import Path
@@ -39,14 +51,16 @@ reference = Path(RESULTS) / "bayes"
 reference = reference if (reference / "manifest.json").exists() else None
 df = results.join(folders, labels=[p.name for p in folders], reference=reference)
 runs = results.join_runs(folders, labels=[p.name for p in folders])
-print(f"{len(folders)} runs:", [p.name for p in folders], "| P_B from", reference or "each run")
+present = set(df["sampler"])
+x = X or next((s for s in ("rejection", "gp", "nuts") if s in present), "rejection")
+print(f"{len(folders)} runs:", [p.name for p in folders], f"| P_B ({x}) from", reference or "each run")
 df.groupby(["run", "sampler"], observed=True).size().unstack()
 
 # %% [markdown]
 # ## One scatter per run
 
 # %%
-fig = plotting.grid(df, row=ROW, col=COL)
+fig = plotting.grid(df, row=ROW, col=COL, x=x)
 plt.show()
 
 # %% [markdown]
@@ -57,12 +71,12 @@ ref_summary = results.load(reference).summary if reference else {}
 table = {}
 for p in folders:
     sub = df[df["run"] == p.name]
-    m = comparison_metrics(sub, {**ref_summary, **results.load(p).summary})
+    m = comparison_metrics(sub, {**ref_summary, **results.load(p).summary}, x=x)
     table[p.name] = {"functions (k>=1)": m["k=1"]["n_functions"], "pearson k>=1": m["k=1"]["pearson"],
                      "spearman k>=1": m["k=1"]["spearman"], "functions (k>=2)": m["k=2"]["n_functions"],
                      "pearson k>=2": m["k=2"]["pearson"],
                      "test error SGD": m.get("sgd_mean_test_error"),
-                     "test error P_B": m.get("rejection_mean_test_error")}
+                     "test error P_B": m.get(f"{x}_mean_test_error")}
 pd.DataFrame(table).T
 
 # %% [markdown]

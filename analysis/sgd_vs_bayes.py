@@ -20,12 +20,19 @@
 # generalisation error of the functions found against their complexity; and the number of
 # epochs SGD took to fit S.
 #
-# Run it with `jupytext --to notebook --execute analysis/sgd_vs_bayes.py`, or open it in
-# Jupyter (jupytext pairs the `.py` file with a notebook). Change `RESULTS` below to point at
-# another results folder.
+# Run it on a results folder from the repository root (the executed notebook, figures
+# included, is written into the results folder; its kernel runs there, hence `.`):
+#
+#     jupytext --to notebook analysis/sgd_vs_bayes.py -o results/boolean_n7/sgd_vs_bayes.ipynb
+#     BAYES_SGD_RESULTS=. jupyter execute --inplace results/boolean_n7/sgd_vs_bayes.ipynb
+#
+# or open it in Jupyter (jupytext pairs the `.py` file with a notebook) and set `RESULTS`
+# in the cell tagged `parameters` (a papermill-style cell injected after it overrides it).
 
 # %% tags=["parameters"]
-RESULTS = "results/boolean_n7"
+import os
+
+RESULTS = os.environ.get("BAYES_SGD_RESULTS", "results/boolean_n7")
 
 # %%
 import matplotlib.pyplot as plt

@@ -20,9 +20,20 @@
 # `samplers.rejection.record_prior = true`, e.g. the one of `bayes-sgd reproduce prior_n7`
 # (`results/prior_n7/prior`).  Without prior rows the notebook falls back to the posterior
 # P_B(f|S) of rejection sampling.
+#
+# Run it on a results folder from the repository root (the executed notebook, figures
+# included, is written into the results folder; its kernel runs there, hence `.`):
+#
+#     jupytext --to notebook analysis/simplicity_bias.py -o results/prior_n7/prior/simplicity_bias.ipynb
+#     BAYES_SGD_RESULTS=. jupyter execute --inplace results/prior_n7/prior/simplicity_bias.ipynb
+#
+# or open it in Jupyter (jupytext pairs the `.py` file with a notebook) and set `RESULTS`
+# in the cell tagged `parameters` (a papermill-style cell injected after it overrides it).
 
 # %% tags=["parameters"]
-RESULTS = "results/prior_n7/prior"
+import os
+
+RESULTS = os.environ.get("BAYES_SGD_RESULTS", "results/prior_n7/prior")
 
 # %%
 import matplotlib.pyplot as plt
