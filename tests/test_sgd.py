@@ -268,6 +268,18 @@ def test_runs_marked_fitted_fit_s_at_the_end(after_hot, np_forward):
     assert res.counter.total == fitted.sum()
 
 
+def test_results_do_not_depend_on_the_sync_cadence(after_hot):
+    """8 epochs per sync, 1 per sync, and the switch to 1 when syncs are slow
+    (max_sync_seconds = 0) give the same records and counts: run r depends on r alone."""
+    a = after_hot.run(range(16), epochs_per_sync=8)
+    b = after_hot.run(range(16), epochs_per_sync=1)
+    c = after_hot.run(range(16), epochs_per_sync=8, max_sync_seconds=0.0)
+    assert a.records == b.records == c.records and len(a.records) == 16
+    for r in (b, c):
+        for x, y in zip(a.counter.table(), r.counter.table()):
+            np.testing.assert_array_equal(x, y)
+
+
 # ---- hard target: divergence, unfitted runs, SGLD noise ------------------------------------------
 
 HARD = boolean_task(5, "parity", train_size=16, seed=1)

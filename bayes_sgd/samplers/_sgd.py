@@ -27,6 +27,7 @@ optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibat
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -298,8 +299,12 @@ class SGDTrainer:
         return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), f, f)
 
     def run(self, run_ids, *, epochs_per_sync: int = 4, progress=None,
-            on_sync=None, devices=None) -> SGDResult:
+            on_sync=None, devices=None, max_sync_seconds: float = 2.0) -> SGDResult:
         """Train the given run ids to completion; returns their counts and records.
+
+        Slots are synced with the host every ``epochs_per_sync`` epochs, or every epoch once a
+        sync takes longer than ``max_sync_seconds`` (large models: an interrupt or a checkpoint
+        then waits one epoch, not eight).  Results do not depend on either.
 
         With several ``devices``, each holds its own ``P`` slots: every sync dispatches the
         epochs of all devices before reading any back, so they train concurrently.  Run ids go
@@ -311,6 +316,7 @@ class SGDTrainer:
         states = [self.empty_state() if d is None else jax.device_put(self.empty_state(), d)
                   for d in devs]
         idles = [np.ones(self.P, bool) for _ in devs]
+        first_sync = True
         while True:
             for j, idle in enumerate(idles):  # refill idle slots
                 if queue and idle.any():
@@ -324,6 +330,7 @@ class SGDTrainer:
                     idle &= ~mask
             if all(idle.all() for idle in idles):
                 break
+            t_sync = time.perf_counter()
             states = [st if idle.all() else self.run_epochs(st, epochs_per_sync)
                       for st, idle in zip(states, idles)]  # queued on every device first
             n_done = n_fit = 0
@@ -342,6 +349,10 @@ class SGDTrainer:
                     res.records[int(r)] = (bool(f), int(fe), int(ep), bool(d))
                 idle |= done
                 n_done, n_fit = n_done + int(done.sum()), n_fit + int(fitted.sum())
+            if (epochs_per_sync > 1 and not first_sync
+                    and time.perf_counter() - t_sync > max_sync_seconds):
+                epochs_per_sync = 1  # (the first sync includes compilation: not counted)
+            first_sync = False
             if n_done:
                 if progress is not None:
                     progress(n_done, n_fit)
