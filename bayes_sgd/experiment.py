@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .analysis import agreement
-from .checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_with, load_npz, save_npz
+from .checkpoint import atomic_write_json, atomic_write_with, load_npz, save_npz
 from .config import Config
 from .counting import FunctionCounter
 from .function_table import concat, counter_frame, counter_frames
@@ -51,17 +51,16 @@ CPU_MAX_SLOTS = 256  # automatic SGD slot count on CPU: more slots leave the cac
 def checkpoint_seconds() -> float:
     """Seconds between checkpoints: ``$BAYES_SGD_CHECKPOINT_SECONDS`` if set (> 0), else 15."""
     text = os.environ.get("BAYES_SGD_CHECKPOINT_SECONDS", "").strip()
-    if text:
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"BAYES_SGD_CHECKPOINT_SECONDS: expected a number of seconds > 0, "
-                             f"got {text!r}") from None
-        if not value > 0:
-            raise ValueError(f"BAYES_SGD_CHECKPOINT_SECONDS: expected a number of seconds > 0, "
-                             f"got {text!r}")
-        return value
-    return CHECKPOINT_SECONDS
+    if not text:
+        return CHECKPOINT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ValueError(f"BAYES_SGD_CHECKPOINT_SECONDS: expected a number of seconds > 0, "
+                         f"got {text!r}")
+    return value
 
 
 class Interrupted(Exception):
@@ -538,10 +537,9 @@ def _write_functions(path: Path, df: pd.DataFrame, prior, task) -> None:
         writer = None
         try:
             for frame in frames:
-                frame = concat([frame]) if len(frame) else frame
                 if not len(frame):
                     continue
-                t = pa.Table.from_pandas(frame, preserve_index=False)
+                t = pa.Table.from_pandas(concat([frame]), preserve_index=False)  # Int64 counts
                 if writer is None:
                     schema = t.schema
                     writer = pq.ParquetWriter(f, schema)
@@ -556,7 +554,4 @@ def _write_functions(path: Path, df: pd.DataFrame, prior, task) -> None:
 
 
 def _write_table(path: Path, df: pd.DataFrame) -> None:
-    import io
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_with(path, lambda f: df.to_parquet(f, index=False))

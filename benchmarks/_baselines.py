@@ -44,6 +44,17 @@ def banner(title: str, settings: dict) -> None:
         print(f"  {k}: {v}")
 
 
+def timing_parser(doc: str):
+    """The arguments every sampling benchmark takes: round length, rounds, chunk size."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per side per round")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--chunk", type=int, default=0, help="networks per chunk (0 = default)")
+    return ap
+
+
 def verdict(name: str, ratio: float, floor: float) -> bool:
     ok = ratio >= floor
     print(f"{name}: ratio {ratio:.1f}x (floor {floor:g}x) -> {'PASS' if ok else 'FAIL'}")

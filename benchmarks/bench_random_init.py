@@ -13,23 +13,19 @@ of ``--seconds`` each; the ratio of their rates is checked against the floor of 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _baselines import banner, interleave, numpy_prior_loop, verdict  # noqa: E402
+from _baselines import banner, interleave, numpy_prior_loop, timing_parser, verdict  # noqa: E402
 
 FLOOR = 4.0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per side per round")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--chunk", type=int, default=0, help="networks per chunk (0 = default)")
+    ap = timing_parser(__doc__)
     args = ap.parse_args(argv)
 
     import jax

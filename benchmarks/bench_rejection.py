@@ -15,7 +15,6 @@ the ratio of their rates is checked against the floor of 8x.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,16 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _baselines import banner, interleave, numpy_rejection_loop, verdict  # noqa: E402
+from _baselines import banner, interleave, numpy_rejection_loop, timing_parser, verdict  # noqa: E402
 
 FLOOR = 8.0
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per side per round")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--chunk", type=int, default=0, help="networks per chunk (0 = default)")
+    ap = timing_parser(__doc__)
     ap.add_argument("--train-size", type=int, default=32)
     ap.add_argument("--baseline", choices=("full", "s-first"), default="full",
                     help="numpy loop evaluating all inputs (default) or S first")
