@@ -43,9 +43,9 @@ from .samplers._sgd import SGDResult, SGDSettings, SGDTrainer
 from .tasks import build_task
 
 CHECKPOINT_SECONDS = 15.0  # default; BAYES_SGD_CHECKPOINT_SECONDS overrides it
-EPOCHS_PER_SYNC = 8  # SGD epochs between host syncs (finished slots idle at most this long)
+EPOCHS_PER_SYNC = 0  # SGD epochs between host syncs: 0 = adapted to the runs (sync_epochs_for)
 PRIOR_MIN_COUNT_IN_MEMORY = 2  # prior functions kept in the in-memory table (all are written)
-CPU_MAX_SLOTS = 256  # automatic SGD slot count on CPU: more slots leave the cache (slower)
+CPU_MAX_SLOTS = 32  # automatic SGD slots per CPU device: more leave the core's cache (slower)
 
 
 def checkpoint_seconds() -> float:
@@ -276,20 +276,27 @@ def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=Non
 
 def sgd_trainer_and_run_kwargs(cfg: Config, task, model, *, slots: int | None = None):
     """The runner's ``SGDTrainer`` and ``run`` keyword arguments for ``cfg`` (also used by the
-    benchmark and the distributed workers): an automatic slot count (``slots = 0``) is capped
-    at ``CPU_MAX_SLOTS`` on CPU, where larger vmapped batches fall out of the cache and train
-    fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs.  Results do not depend
-    on either (every run's random numbers depend on its run id alone).  With several JAX
-    devices every device trains ``P`` slots."""
+    benchmark and the distributed workers).  Every JAX device trains ``P`` slots concurrently
+    (on CPU one device per core, see ``bayes_sgd._cpu_devices``).  An automatic slot count
+    (``slots = 0``) shares ``n_runs`` and the memory budget between the devices and is capped
+    at ``CPU_MAX_SLOTS`` per device on CPU, where larger vmapped batches fall out of the core's
+    cache and train fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs.
+    Results do not depend on any of these (every run's random numbers depend on its run id
+    alone)."""
     settings = SGDSettings.from_config(cfg.samplers.sgd)
+    devices = jax.devices()
+    n_dev = len(devices)
     if slots:
         settings.slots = slots
+    else:
+        settings.memory_budget_bytes //= n_dev
     trainer = SGDTrainer(model, task, settings, stream=stream_key(cfg.seed, "sgd"))
-    if not settings.slots and jax.default_backend() == "cpu":
-        trainer.P = min(trainer.P, CPU_MAX_SLOTS)
-    devices = jax.devices()  # several (GPUs): P slots on each, trained concurrently
+    if not settings.slots:
+        trainer.P = max(1, min(trainer.P, -(-settings.n_runs // n_dev)))
+        if jax.default_backend() == "cpu":
+            trainer.P = min(trainer.P, CPU_MAX_SLOTS)
     return trainer, dict(epochs_per_sync=EPOCHS_PER_SYNC,
-                         devices=devices if len(devices) > 1 else None)
+                         devices=devices if n_dev > 1 else None)
 
 
 def _sgd(cfg: Config, task, model, out: Path, *, show: bool, scheduler=None) -> SGDResult:

@@ -69,15 +69,19 @@ def main(argv=None) -> int:
         "training": f"{sc.optimizer} lr={sc.lr}, batch {sc.batch_size}, {sc.loss}, "
                     f"max_epochs {sc.max_epochs}, reshuffled each epoch, fit checked each epoch",
         "package": f"SGDTrainer.run, {args.runs} runs, {trainer.P} slots, "
-                   f"{run_kw['epochs_per_sync']} epochs per sync, jax {jax.__version__} on "
+                   f"{run_kw['epochs_per_sync'] or 'adaptive'} epochs per sync, jax {jax.__version__} on "
                    f"{jax.devices()}",
         "baseline": f"{torch_desc}, one network at a time, up to {args.torch_runs} runs "
                     f"({args.torch_runs // 2} before and {args.torch_runs - args.torch_runs // 2} "
                     "after the package)",
     })
     t0 = time.perf_counter()
-    trainer.run(range(args.runs, args.runs + 2), **run_kw)  # compile (other run ids)
-    print(f"compile + 2 runs: {time.perf_counter() - t0:.1f} s")
+    # compile (other run ids): executables are compiled per device, and the first fill gives
+    # each device P runs, so the warm-up needs runs on the last device too
+    n_dev = len(run_kw["devices"] or [None])
+    n_warm = trainer.P * (n_dev - 1) + 2
+    trainer.run(range(args.runs, args.runs + n_warm), **run_kw)
+    print(f"compile + {n_warm} runs: {time.perf_counter() - t0:.1f} s")
 
     torch_kw = dict(lr=sc.lr, batch_size=sc.batch_size, widths=model.widths,
                     sigma_w=model.sigma_w, sigma_b=model.sigma_b, max_epochs=sc.max_epochs,
