@@ -338,11 +338,13 @@ def _sgd(cfg: Config, task, model, out: Path, *, show: bool, scheduler=None) -> 
         bar.update(n_done)
         bar.set_postfix(fitted=fitted[0])
 
-    def on_sync(part):
+    saved_runs = [0]  # this session's runs in the last checkpoint
+
+    def on_sync(part):  # every sync (also without finished runs: signals are seen sooner)
         latest[0] = part
-        if time.monotonic() - last[0] > every:
+        if time.monotonic() - last[0] > every and len(part.records) > saved_runs[0]:
             save(part)
-            last[0] = time.monotonic()
+            last[0], saved_runs[0] = time.monotonic(), len(part.records)
         if _Signals.pending:  # at a sync the result is consistent: save it, then stop
             save(part)
             raise Interrupted(_Signals.pending)

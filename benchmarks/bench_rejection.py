@@ -63,7 +63,8 @@ def main(argv=None) -> int:
     stream = stream_key(cfg.seed, "rejection")
     kw = dict(chunk_size=chunk, n_samples=1 << 60, n_test=task.n_test, n_table=None,
               devices=jax.devices())
-    # compile outside the timing: the S executable, and the E executable once a chunk has fits
+    # compile outside the timing, on every device: the S executable and the E executable
+    fn.warm(jax.devices())
     c = 0
     while c < 1024:
         warm = run_rejection_chunks(fn, stream, range(c, c + 8), **kw)

@@ -190,7 +190,20 @@ def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: in
     def chunk(key):
         return collect(dispatch(key))
 
-    chunk.dispatch, chunk.collect = dispatch, collect
+    def warm(devices=None, fit_sizes=(1, 2, 4)):
+        """Compile the executables on every device (executables are per device): the S (or
+        full) executable and, without the prior, E for chunks with ``fit_sizes`` fits."""
+        for d in list(devices or [None]):
+            key = jax.random.key(0) if d is None else jax.device_put(jax.random.key(0), d)
+            with unrolled_threefry():
+                if record_prior:
+                    jax.block_until_ready(full(key, np.int32(-1)))
+                    continue
+                jax.block_until_ready(on_s(key, np.int32(-1)))
+                for size in fit_sizes:
+                    jax.block_until_ready(on_e(key, np.int32(-1), np.zeros(size, np.int64)))
+
+    chunk.dispatch, chunk.collect, chunk.warm = dispatch, collect, warm
     return chunk
 
 
