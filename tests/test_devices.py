@@ -85,3 +85,40 @@ def test_two_devices_share_the_work_with_identical_counts():
     assert len(out["sgd_devices_used"]) == 2
     assert out["sgd_records_equal"] and out["sgd_counts_equal"]
     assert out["sgd_fitted"][0] == out["sgd_fitted"][1] > 0
+
+
+COUNT = "import bayes_sgd, jax; print('N', len(jax.devices()))"
+
+
+def _devices_after_import(**env_changes) -> int:
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    for k in ("XLA_FLAGS", "BAYES_SGD_CPU_DEVICES"):
+        env.pop(k, None)
+    env.update(env_changes)
+    proc = subprocess.run([sys.executable, "-c", COUNT], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return int(proc.stdout.split("N ")[-1])
+
+
+def test_import_makes_one_cpu_device_per_usable_core():
+    from bayes_sgd._cpu_devices import MAX_DEVICES
+
+    cores = len(os.sched_getaffinity(0))
+    assert _devices_after_import() == min(cores, MAX_DEVICES)
+    assert _devices_after_import(BAYES_SGD_CPU_DEVICES="3") == 3
+    assert _devices_after_import(BAYES_SGD_CPU_DEVICES="1") == 1
+    # the user's XLA_FLAGS win
+    assert _devices_after_import(
+        XLA_FLAGS="--xla_force_host_platform_device_count=5") == 5
+
+
+def test_bad_cpu_device_count_names_the_variable(monkeypatch):
+    import pytest
+
+    from bayes_sgd._cpu_devices import cpu_device_count
+
+    for bad in ("0", "-2", "two"):
+        monkeypatch.setenv("BAYES_SGD_CPU_DEVICES", bad)
+        with pytest.raises(ValueError, match="BAYES_SGD_CPU_DEVICES: expected a positive integer"):
+            cpu_device_count()

@@ -395,3 +395,12 @@ def test_epoch_permutation_is_uniform():
     _, counts = np.unique(codes, return_counts=True)
     assert len(counts) == 24
     assert chisquare(counts).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("mean_epochs, expected", [
+    (0.0, 8), (float("nan"), 8), (44.0, 8), (250.0, 8), (300.0, 16), (361.0, 16), (5000.0, 16)])
+def test_sync_epochs_for(mean_epochs, expected):
+    """Nearest power of two of mean / 24 (250 / 24 = 10.4 -> 8; 300 / 24 = 12.5 -> 16), in [8, 16]."""
+    from bayes_sgd.samplers._sgd import sync_epochs_for
+
+    assert sync_epochs_for(mean_epochs) == expected
