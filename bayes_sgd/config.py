@@ -77,6 +77,8 @@ class RejectionConfig:
     n_samples: int = _spec(2_000_000, min=1)
     chunk_size: int = _spec(0, min=0, help="networks per batch; 0 = choose from memory")
     record_prior: bool = _spec(False, help="also count P(f) on all 2^n inputs")
+    output_draws: int = _spec(1, min=1, help="output layers per hidden-layer draw; > 1: samples "
+                              "not independent (ESS reported), FCN only, without record_prior")
 
 
 @dataclass
@@ -306,5 +308,16 @@ def _cross_validate(cfg: Config) -> None:
         except ValueError as e:
             raise ConfigError(str(e)) from None
     s = cfg.samplers
+    k = s.rejection.output_draws
+    if k > 1:
+        if m.arch != "fcn":
+            raise ConfigError(f"samplers.rejection.output_draws: expected 1 for model.arch = "
+                              f"{m.arch!r} (several output layers per hidden draw: FCN only), got {k}")
+        if s.rejection.record_prior:
+            raise ConfigError(f"samplers.rejection.output_draws: expected 1 with record_prior = "
+                              f"true (the prior's whole tables repeat within a hidden draw), got {k}")
+        if s.rejection.chunk_size % k:
+            raise ConfigError(f"samplers.rejection.chunk_size: expected a multiple of "
+                              f"output_draws = {k} (or 0), got {s.rejection.chunk_size}")
     if not (s.rejection.enabled or s.sgd.enabled or s.nuts.enabled):
         raise ConfigError("samplers: expected at least one of rejection, sgd, nuts enabled")

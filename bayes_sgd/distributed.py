@@ -62,7 +62,8 @@ def _rejection_setup(cfg_json: str, chunk_size: int):
     layout = EvalLayout.for_task(task)
     rc = cfg.samplers.rejection
     n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
-    fn = make_chunk_fn(model, layout, task.y_train, chunk_size, n_table is not None)
+    fn = make_chunk_fn(model, layout, task.y_train, chunk_size, n_table is not None,
+                       output_draws=rc.output_draws)
     kw = dict(chunk_size=chunk_size, n_samples=rc.n_samples, n_test=task.n_test, n_table=n_table)
     return fn, stream_key(cfg.seed, "rejection"), kw
 
@@ -118,21 +119,22 @@ def run_rejection_distributed(scheduler, cfg, chunk_ids, *, show: bool = False,
     """
     from .models import build_model
     from .samplers._common import EvalLayout
-    from .samplers._rejection import RejectionResult, default_chunk_size
+    from .samplers._rejection import RejectionResult, shared_chunk_size
     from .tasks import build_task
 
     rc = cfg.samplers.rejection
     task = build_task(cfg.task)
     layout = EvalLayout.for_task(task)
     if not chunk_size:
-        chunk_size = rc.chunk_size or default_chunk_size(build_model(cfg.model, task.input_shape),
-                                                         len(layout.x))
+        chunk_size = rc.chunk_size or shared_chunk_size(
+            build_model(cfg.model, task.input_shape), len(layout.x), rc.output_draws)
     n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
     chunk_ids = [int(c) for c in chunk_ids]
     if any(c < 0 or c >= math.ceil(rc.n_samples / chunk_size) for c in chunk_ids):
         raise ValueError("chunk_ids: outside the chunks of samplers.rejection.n_samples")
     total = RejectionResult(FunctionCounter(task.n_test),
-                            FunctionCounter(n_table) if n_table else None, chunk_size=chunk_size)
+                            FunctionCounter(n_table) if n_table else None, chunk_size=chunk_size,
+                            output_draws=rc.output_draws)
     cfg_json = _cfg_json(cfg)
     blocks = [chunk_ids[i:i + block] for i in range(0, len(chunk_ids), block)]
     with _client(scheduler) as client:

@@ -37,8 +37,8 @@ from .counting import FunctionCounter
 from .function_table import concat, counter_frame, counter_frames
 from .models import build_model
 from .samplers._common import EvalLayout, stream_key
-from .samplers._rejection import (RejectionResult, default_chunk_size, make_chunk_fn,
-                                  run_rejection_chunks, unrolled_threefry)
+from .samplers._rejection import (RejectionResult, make_chunk_fn, run_rejection_chunks,
+                                  shared_chunk_size, unrolled_threefry)
 from .samplers._sgd import SGDResult, SGDSettings, SGDTrainer
 from .tasks import build_task
 
@@ -214,13 +214,16 @@ def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=Non
     ck = load_npz(ck_path)
     # The automatic chunk size depends on the memory available when the run starts; a resumed
     # run keeps the chunk size of its checkpoint (chunks are the unit of the random streams).
+    k = rc.output_draws
     chunk = rc.chunk_size or (int(ck["chunk_size"]) if ck is not None
-                              else default_chunk_size(model, len(layout.x)))
+                              else shared_chunk_size(model, len(layout.x), k))
     n_chunks = math.ceil(rc.n_samples / chunk)
     n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
     res = RejectionResult(FunctionCounter(task.n_test),
-                          FunctionCounter(n_table) if n_table else None, chunk_size=chunk)
-    if ck is not None and int(ck["chunk_size"]) == chunk:
+                          FunctionCounter(n_table) if n_table else None, chunk_size=chunk,
+                          output_draws=k)
+    if (ck is not None and int(ck["chunk_size"]) == chunk
+            and int(ck.get("output_draws", 1)) == k):
         res.posterior = FunctionCounter.from_state(
             {"keys": ck["post_keys"], "counts": ck["post_counts"], "n_bits": task.n_test})
         if n_table:
@@ -228,6 +231,9 @@ def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=Non
                 {"keys": ck["prior_keys"], "counts": ck["prior_counts"], "n_bits": n_table})
         res.chunks_done = set(np.flatnonzero(ck["done"]).tolist())
         res.n_samples, res.n_accepted = int(ck["n_samples"]), int(ck["n_accepted"])
+        # checkpoints before the group statistics: independent draws, one network a group
+        res.n_groups = int(ck.get("n_groups", res.n_samples))
+        res.sum_accepted_sq = int(ck.get("sum_accepted_sq", res.n_accepted))
 
     def save():
         with _critical():
@@ -235,7 +241,9 @@ def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=Non
             done[list(res.chunks_done)] = True
             pk, pc = res.posterior.table()
             arrays = dict(chunk_size=chunk, done=done, n_samples=res.n_samples,
-                          n_accepted=res.n_accepted, post_keys=pk, post_counts=pc)
+                          n_accepted=res.n_accepted, post_keys=pk, post_counts=pc,
+                          output_draws=k, n_groups=res.n_groups,
+                          sum_accepted_sq=res.sum_accepted_sq)
             if res.prior is not None:
                 arrays["prior_keys"], arrays["prior_counts"] = res.prior.table()
             save_npz(ck_path, **arrays)
@@ -264,7 +272,8 @@ def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=Non
             run_rejection_distributed(scheduler, cfg, todo, show=False, chunk_size=chunk,
                                       on_part=merge)
         elif todo:
-            fn = make_chunk_fn(model, layout, task.y_train, chunk, n_table is not None)
+            fn = make_chunk_fn(model, layout, task.y_train, chunk, n_table is not None,
+                               output_draws=k)
             devices = jax.devices()  # chunk c on devices[c % len]: results do not depend on it
             for i in range(0, len(todo), 8):
                 merge(run_rejection_chunks(fn, stream, todo[i:i + 8], devices=devices, **kw))
@@ -446,7 +455,9 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
                     "acceptance_rate": rej.n_accepted / max(rej.n_samples, 1),
                     "log10_P_S_sampled": math.log10(rej.n_accepted / rej.n_samples) if rej.n_accepted else None,
                     "n_functions": len(rej.posterior), "chunk_size": rej.chunk_size,
-                    "samples_per_s": rej.n_samples / timings["rejection_s"]}
+                    "samples_per_s": rej.n_samples / timings["rejection_s"],
+                    "output_draws": rej.output_draws,
+                    "ess": rej.effective_sample_sizes()}
             if cfg.samplers.sgd.enabled:
                 t0 = time.perf_counter()
                 sgd = _sgd(cfg, task, model, out, show=show_progress, scheduler=scheduler)

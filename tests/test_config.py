@@ -130,6 +130,13 @@ BAD = [  # (--set items, substring the message must contain)
     (["task.kind=image", "model.arch=cnn", "model.padding=['SAME']"], "model.padding"),
     (["model.arch=cnn"], "model.arch"),  # cnn needs an image task
     (["samplers.rejection.enabled=false", "samplers.sgd.enabled=false"], "samplers"),
+    (["samplers.rejection.output_draws=0"], "samplers.rejection.output_draws"),
+    (["samplers.rejection.output_draws=4", "samplers.rejection.record_prior=true"],
+     "samplers.rejection.output_draws: expected 1 with record_prior"),
+    (["samplers.rejection.output_draws=4", "samplers.rejection.chunk_size=10"],
+     "samplers.rejection.chunk_size: expected a multiple of output_draws = 4"),
+    (["task.kind=image", "model.arch=cnn", "samplers.rejection.output_draws=4"],
+     "samplers.rejection.output_draws: expected 1 for model.arch = 'cnn'"),
     (["task.n.x=1"], "task.n.x"),  # descending into a scalar
     (["task=3"], "task"),  # scalar for a section
     (["task.n"], "task.n"),  # --set without '='

@@ -29,6 +29,11 @@ class RejectionResult:
     n_accepted: int = 0
     chunks_done: set = field(default_factory=set)
     chunk_size: int = 0  # networks per chunk (the unit of the random streams), if known
+    # hidden-layer draws ("groups": output_draws networks each; 1 network when independent)
+    # and the sum over groups of (accepted in the group)^2: the effective sample sizes
+    n_groups: int = 0
+    sum_accepted_sq: int = 0
+    output_draws: int = 1
 
     def merge(self, other: "RejectionResult") -> None:
         self.posterior.merge(other.posterior)
@@ -36,7 +41,32 @@ class RejectionResult:
             self.prior.merge(other.prior)
         self.n_samples += other.n_samples
         self.n_accepted += other.n_accepted
+        self.n_groups += other.n_groups
+        self.sum_accepted_sq += other.sum_accepted_sq
         self.chunks_done |= other.chunks_done
+
+    def effective_sample_sizes(self) -> dict:
+        """ESS of the draws when ``output_draws`` K networks share each hidden-layer draw.
+
+        With a_g the networks accepted in group g (G groups, A = sum a_g accepted, n samples,
+        p = A / n):
+
+        * acceptance (the estimate of P(S)): n / deff with deff = Var(a_g) / (K p (1 - p)), the
+          ratio of the groups' observed variance to that of K independent draws;
+        * posterior (the functions on E of the accepted networks): at least A^2 / sum a_g^2
+          (Kish), the ESS if networks accepted in the same group always had the same function.
+
+        Both equal the sample counts for independent draws (K = 1: A^2 / sum a_g^2 = A)."""
+        n, a, g, k = self.n_samples, self.n_accepted, self.n_groups, self.output_draws
+        if not a or g < 2 or a == n:
+            return {"acceptance": float(n), "posterior_lower": float(a), "efficiency": 1.0}
+        p = a / n
+        var = (self.sum_accepted_sq - a * a / g) / (g - 1)
+        deff = var / (k * p * (1 - p)) if var > 0 else 1.0
+        ess_acc = n / max(deff, 1e-12)
+        ess_post = a * a / self.sum_accepted_sq
+        return {"acceptance": ess_acc, "posterior_lower": ess_post,
+                "efficiency": min(1.0, ess_acc / n, ess_post / a)}
 
 
 @contextmanager
@@ -93,8 +123,61 @@ def _forward(model, params, x, n: int):
     return jax.lax.map(lambda p: model.apply_batched(p, x), blocks).reshape(n, -1)
 
 
+def _shared_hidden(model, k: int, chunk_size: int):
+    """(draw, outputs) for chunks of G = chunk_size / k hidden-layer draws with k output
+    layers each (an FCN).  Network i = g k + j has the hidden layers of draw g and output layer
+    (g, j); every network is a draw from the prior, but networks of one group are dependent.
+
+    ``draw(key) -> (hidden, w, b)``: ``hidden`` as ``model.init(n=G)`` without its output layer,
+    w (G, k, fan_in) ~ N(0, sigma_w^2 / fan_in), b (G, k) ~ N(0, sigma_b^2).
+    ``outputs(hidden, w, b, x) -> (G, k, N)``: the features of the last hidden layer are
+    computed once per group and shared by its k output layers."""
+    from ..models._activations import get_activation
+
+    g_count = chunk_size // k
+    fan_in = model.layer_sizes[-1][0]
+    phi = get_activation(model.activation)
+
+    def draw(key):
+        kh, kw, kb = jax.random.split(key, 3)
+        hidden = model.init(key=kh, n=g_count)[:-1]
+        w_std = model.sigma_w / jnp.sqrt(jnp.float32(fan_in))
+        w = w_std * jax.random.normal(kw, (g_count, k, fan_in), jnp.float32)
+        b = model.sigma_b * jax.random.normal(kb, (g_count, k), jnp.float32)
+        return hidden, w, b
+
+    def features(layers, x):  # phi(last hidden pre-activation) of one hidden draw: (N, fan_in)
+        h = x.reshape(x.shape[0], -1)
+        for l, layer in enumerate(layers):
+            if l > 0:
+                h = phi(h)
+            h = h @ layer["w"] + layer["b"]
+        return phi(h)
+
+    def outputs(hidden, w, b, x):
+        n = w.shape[0]
+        sub = FORWARD_SUB_BATCH
+        if n > sub and n % sub == 0:  # cache-sized sub-batches, as in _forward
+            blocks = jax.tree_util.tree_map(
+                lambda a: a.reshape((n // sub, sub) + a.shape[1:]), (hidden, w, b))
+            out = jax.lax.map(lambda t: outputs(*t, x), blocks)
+            return out.reshape((n,) + out.shape[2:])
+        h = jax.vmap(features, in_axes=(0, None))(hidden, x)  # (G, N, fan_in)
+        return jnp.einsum("gni,gki->gkn", h, w) + b[:, :, None]
+
+    return draw, outputs
+
+
+def assemble_shared(hidden, w, b):
+    """The parameters of all G k networks of a shared-hidden chunk, in network order, in the
+    model's own layout (for checks against ``model.apply``)."""
+    g_count, k, fan_in = w.shape
+    rep = jax.tree_util.tree_map(lambda a: jnp.repeat(a, k, axis=0), hidden)
+    return tuple(rep) + ({"w": w.reshape(g_count * k, fan_in, 1), "b": b.reshape(g_count * k, 1)},)
+
+
 def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: int,
-                  record_prior: bool):
+                  record_prior: bool, output_draws: int = 1):
     """``key -> (fits, packed_E of the fitting networks, packed_table)`` for one chunk.
 
     Without the prior, S is evaluated first and E only for the (rare) networks that fit S:
@@ -131,8 +214,18 @@ def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: in
     def fits_on_s(params):
         return jnp.all((_forward(model, params, x_s, chunk_size) > 0) == y, axis=1)
 
+    k_out = int(output_draws)
+    if k_out > 1:
+        if record_prior or chunk_size % k_out or not hasattr(model, "layer_sizes"):
+            raise ValueError("samplers.rejection.output_draws: expected 1 with record_prior, a "
+                             "CNN, or a chunk_size that it does not divide")
+        draw_shared, outputs_shared = _shared_hidden(model, k_out, chunk_size)
+
     @jax.jit
     def on_s(key, c):
+        if k_out > 1:
+            out = outputs_shared(*draw_shared(chunk_key(key, c)), x_s)  # (G, k, |S|)
+            return jnp.all((out > 0) == y, axis=-1).reshape(-1)
         return fits_on_s(model.init(key=chunk_key(key, c), n=chunk_size))
 
     @partial(jax.jit, static_argnums=2)
@@ -145,6 +238,12 @@ def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: in
 
     @jax.jit
     def on_e(key, c, idx):
+        if k_out > 1:
+            hidden, w, b = draw_shared(chunk_key(key, c))
+            g, j = idx // k_out, idx % k_out
+            sub = jax.tree_util.tree_map(lambda a: a[g], hidden)
+            out = outputs_shared(sub, w[g, j][:, None, :], b[g, j][:, None], x_e)[:, 0]
+            return pack_bits_jax(out > 0)
         params = model.init(key=chunk_key(key, c), n=chunk_size)
         sub = jax.tree_util.tree_map(lambda a: a[idx], params)
         return pack_bits_jax(model.apply_batched(sub, x_e) > 0)
@@ -180,7 +279,7 @@ def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: in
         # Evaluate E for the fitting networks (indices padded to a power of two, so that on_e
         # compiles for a handful of shapes); switch to (or widen) on_s_gather if fits are common.
         size = 1 << int(np.ceil(np.log2(n_fit)))
-        if state[0] >= 8 and state[1] > GATHER_IN_S_ABOVE * state[0]:
+        if k_out == 1 and state[0] >= 8 and state[1] > GATHER_IN_S_ABOVE * state[0]:
             state[2] = min(chunk_size, max(state[2], 2 * size, 16))
         padded = np.pad(np.flatnonzero(fits), (0, size - n_fit), mode="edge")
         with unrolled_threefry():
@@ -204,6 +303,9 @@ def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: in
                     jax.block_until_ready(on_e(key, np.int32(-1), np.zeros(size, np.int64)))
 
     chunk.dispatch, chunk.collect, chunk.warm = dispatch, collect, warm
+    chunk.output_draws = k_out
+    if k_out > 1:  # for tests: the chunk's networks in the model's layout
+        chunk.shared_params = jax.jit(lambda key: assemble_shared(*draw_shared(key)))
     return chunk
 
 
@@ -215,6 +317,17 @@ def default_chunk_size(model, n_inputs: int, *, in_flight: int = 8) -> int:
     per_net = 4 * n_inputs * width * 3 + 4 * model.n_params
     budget = min(48e6, available_memory_bytes() / 8 / max(in_flight, 1))
     return int(np.clip(2 ** np.floor(np.log2(max(budget, 1) / per_net)), 64, 4096))
+
+
+def shared_chunk_size(model, n_inputs: int, output_draws: int) -> int:
+    """The automatic chunk size for ``output_draws`` K: ``default_chunk_size`` hidden-layer
+    draws' worth when K = 1; for K > 1, ``default_chunk_size`` hidden draws of K networks each
+    (a network then costs its output layer, K times less than a whole one: a chunk of the
+    independent size would be all dispatch), at most 2^18 networks."""
+    base = default_chunk_size(model, n_inputs)
+    if output_draws <= 1:
+        return base
+    return max(output_draws, min(base * output_draws, (1 << 18) // output_draws * output_draws))
 
 
 def available_memory_bytes() -> int:
@@ -251,8 +364,10 @@ def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: 
     ``devices[c % len(devices)]`` when several devices are given: the results do not depend on
     the placement, only on the keys.  Pass blocks of a few chunks so that little is in flight.
     """
+    k = getattr(chunk_fn, "output_draws", 1)
     res = RejectionResult(FunctionCounter(n_test),
-                          FunctionCounter(n_table) if n_table else None, chunk_size=chunk_size)
+                          FunctionCounter(n_table) if n_table else None, chunk_size=chunk_size,
+                          output_draws=k)
     chunk_ids = [int(c) for c in chunk_ids]
     dispatch = getattr(chunk_fn, "dispatch", None)
     if dispatch is not None:
@@ -272,6 +387,10 @@ def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: 
             res.prior.add_packed(np.asarray(packed_all)[:n_valid], half=c % 2)
         res.n_samples += n_valid
         res.n_accepted += int(fits.sum())
+        # networks i = g K + j share hidden draw g; a partial last group counts as a group
+        per_group = np.add.reduceat(fits.astype(np.int64), np.arange(0, n_valid, k))
+        res.n_groups += len(per_group)
+        res.sum_accepted_sq += int((per_group ** 2).sum())
         res.chunks_done.add(c)
         if progress is not None:
             progress(n_valid, int(fits.sum()))
