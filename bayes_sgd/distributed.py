@@ -163,11 +163,8 @@ def _sgd_setup(cfg_json: str, slots: int):
 
 def sgd_block(cfg_json: str, slots: int, run_ids: list[int]):
     """Worker task: train the given run ids to completion (records and counts)."""
-    from .samplers._rejection import unrolled_threefry
-
     trainer, run_kw = _sgd_setup(cfg_json, slots)
-    with unrolled_threefry():
-        return trainer.run(run_ids, **run_kw)
+    return trainer.run(run_ids, **run_kw)
 
 
 def run_sgd_distributed(scheduler, cfg, run_ids, *, slots: int, show: bool = False,

@@ -38,7 +38,7 @@ from .function_table import concat, counter_frame, counter_frames
 from .models import build_model
 from .samplers._common import EvalLayout, stream_key
 from .samplers._rejection import (RejectionResult, make_chunk_fn, run_rejection_chunks,
-                                  shared_chunk_size, unrolled_threefry)
+                                  shared_chunk_size)
 from .samplers._sgd import SGDResult, SGDSettings, SGDTrainer
 from .tasks import build_task
 
@@ -379,8 +379,9 @@ def _sgd(cfg: Config, task, model, out: Path, *, show: bool, scheduler=None) -> 
             trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model)
             _Signals.holding += 1  # trainer.run: signals wait for the next sync (or 5 s)
             try:
-                with unrolled_threefry():  # same bits, faster shuffles on CPU
-                    part = trainer.run(todo, progress=progress, on_sync=on_sync, **run_kw)
+                # (JAX's default threefry lowering: the unrolled one, fused into
+                # epoch_permutation's m x m comparison, made epochs 7x slower)
+                part = trainer.run(todo, progress=progress, on_sync=on_sync, **run_kw)
             except Interrupted:
                 safe = not _Signals.unsafe
                 raise
