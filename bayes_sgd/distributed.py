@@ -119,14 +119,14 @@ def run_rejection_distributed(scheduler, cfg, chunk_ids, *, show: bool = False,
     """
     from .models import build_model
     from .samplers._common import EvalLayout
-    from .samplers._rejection import RejectionResult, shared_chunk_size
+    from .samplers._rejection import RejectionResult, rejection_chunk_size
     from .tasks import build_task
 
     rc = cfg.samplers.rejection
     task = build_task(cfg.task)
     layout = EvalLayout.for_task(task)
     if not chunk_size:
-        chunk_size = rc.chunk_size or shared_chunk_size(
+        chunk_size = rc.chunk_size or rejection_chunk_size(
             build_model(cfg.model, task.input_shape), len(layout.x), rc.output_draws)
     n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
     chunk_ids = [int(c) for c in chunk_ids]

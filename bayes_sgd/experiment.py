@@ -38,7 +38,7 @@ from .function_table import concat, counter_frame, counter_frames
 from .models import build_model
 from .samplers._common import EvalLayout, stream_key
 from .samplers._rejection import (RejectionResult, make_chunk_fn, run_rejection_chunks,
-                                  shared_chunk_size)
+                                  rejection_chunk_size)
 from .samplers._sgd import SGDResult, SGDSettings, SGDTrainer
 from .tasks import build_task
 
@@ -216,7 +216,7 @@ def _rejection(cfg: Config, task, model, out: Path, *, show: bool, scheduler=Non
     # run keeps the chunk size of its checkpoint (chunks are the unit of the random streams).
     k = rc.output_draws
     chunk = rc.chunk_size or (int(ck["chunk_size"]) if ck is not None
-                              else shared_chunk_size(model, len(layout.x), k))
+                              else rejection_chunk_size(model, len(layout.x), k))
     n_chunks = math.ceil(rc.n_samples / chunk)
     n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
     res = RejectionResult(FunctionCounter(task.n_test),

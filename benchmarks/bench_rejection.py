@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     from bayes_sgd.models import build_model
     from bayes_sgd.samplers import (EvalLayout, default_chunk_size, make_chunk_fn,
                                     run_rejection_chunks, stream_key)
-    from bayes_sgd.samplers._rejection import RejectionResult, shared_chunk_size
+    from bayes_sgd.counting import FunctionCounter
+    from bayes_sgd.samplers._rejection import RejectionResult, rejection_chunk_size
     from bayes_sgd.tasks import build_task
 
     cfg = load_config(None, [f"task.train_size={args.train_size}"])
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     model = build_model(cfg.model, task.input_shape)
     layout = EvalLayout.for_task(task)
     k = args.output_draws
-    chunk = args.chunk or shared_chunk_size(model, len(layout.x), k)
+    chunk = args.chunk or rejection_chunk_size(model, len(layout.x), k)
     banner("rejection sampling of P_B(f|S)", {
         "task": f"n={cfg.task.n}, target={cfg.task.target}, |S|={task.m}, |E|={task.n_test}",
         "model": f"FCN {model.in_dim}-{'-'.join(map(str, model.widths))}-1 "
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
         c += 8
         if warm.n_accepted:
             break
-    state = {"next": c, "accepted": 0, "n": 0, "res": RejectionResult(None, None)}
+    state = {"next": c, "accepted": 0, "n": 0,
+             "res": RejectionResult(FunctionCounter(task.n_test), None, output_draws=k)}
 
     def package(seconds):
         t0 = time.perf_counter()
@@ -86,8 +88,7 @@ def main(argv=None) -> int:
             part = run_rejection_chunks(fn, stream, range(c, c + 8), **kw)
             state["next"] += 8
             state["accepted"] += part.n_accepted
-            for f in ("n_samples", "n_accepted", "n_groups", "sum_accepted_sq"):
-                setattr(state["res"], f, getattr(state["res"], f) + getattr(part, f))
+            state["res"].merge(part)
             n += part.n_samples
         state["n"] += n
         return n, time.perf_counter() - t0
@@ -111,7 +112,6 @@ def main(argv=None) -> int:
           f"(acceptance {base['accepted']}/{base['n']:,} = {base['accepted'] / base['n']:.1e})")
     ratio = rates["package"] / rates["baseline"]
     if k > 1:  # dependent draws: count effective samples (the loop's draws are independent)
-        state["res"].output_draws = k
         ess = state["res"].effective_sample_sizes()
         print(f"output_draws {k}: ESS of the acceptance {ess['acceptance']:,.0f} of "
               f"{state['n']:,} samples, posterior ESS >= {ess['posterior_lower']:,.1f} of "

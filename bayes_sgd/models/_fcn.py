@@ -50,15 +50,20 @@ class FCN:
             layers.append({"w": w, "b": b})
         return tuple(layers)
 
-    def apply(self, params, x: jax.Array) -> jax.Array:
-        """Outputs of ONE network (unbatched params) on inputs ``x`` of shape (N, in_dim) -> (N,)."""
+    def features(self, hidden, x: jax.Array) -> jax.Array:
+        """phi of the last hidden layer of ONE network (its layers but the output one): (N, width)."""
         phi = get_activation(self.activation)
         h = x.reshape(x.shape[0], -1)
-        for l, layer in enumerate(params):
+        for l, layer in enumerate(hidden):
             if l > 0:
                 h = phi(h)
             h = h @ layer["w"] + layer["b"]
-        return h[:, 0]
+        return phi(h)
+
+    def apply(self, params, x: jax.Array) -> jax.Array:
+        """Outputs of ONE network (unbatched params) on inputs ``x`` of shape (N, in_dim) -> (N,)."""
+        out = params[-1]
+        return (self.features(params[:-1], x) @ out["w"] + out["b"])[:, 0]
 
     def apply_batched(self, params, x: jax.Array) -> jax.Array:
         """Outputs of a batch of networks on shared inputs: (n, N)."""

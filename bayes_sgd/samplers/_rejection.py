@@ -132,11 +132,8 @@ def _shared_hidden(model, k: int, chunk_size: int):
     w (G, k, fan_in) ~ N(0, sigma_w^2 / fan_in), b (G, k) ~ N(0, sigma_b^2).
     ``outputs(hidden, w, b, x) -> (G, k, N)``: the features of the last hidden layer are
     computed once per group and shared by its k output layers."""
-    from ..models._activations import get_activation
-
     g_count = chunk_size // k
     fan_in = model.layer_sizes[-1][0]
-    phi = get_activation(model.activation)
 
     def draw(key):
         kh, kw, kb = jax.random.split(key, 3)
@@ -146,14 +143,6 @@ def _shared_hidden(model, k: int, chunk_size: int):
         b = model.sigma_b * jax.random.normal(kb, (g_count, k), jnp.float32)
         return hidden, w, b
 
-    def features(layers, x):  # phi(last hidden pre-activation) of one hidden draw: (N, fan_in)
-        h = x.reshape(x.shape[0], -1)
-        for l, layer in enumerate(layers):
-            if l > 0:
-                h = phi(h)
-            h = h @ layer["w"] + layer["b"]
-        return phi(h)
-
     def outputs(hidden, w, b, x):
         n = w.shape[0]
         sub = FORWARD_SUB_BATCH
@@ -162,7 +151,7 @@ def _shared_hidden(model, k: int, chunk_size: int):
                 lambda a: a.reshape((n // sub, sub) + a.shape[1:]), (hidden, w, b))
             out = jax.lax.map(lambda t: outputs(*t, x), blocks)
             return out.reshape((n,) + out.shape[2:])
-        h = jax.vmap(features, in_axes=(0, None))(hidden, x)  # (G, N, fan_in)
+        h = jax.vmap(model.features, in_axes=(0, None))(hidden, x)  # (G, N, fan_in)
         return jnp.einsum("gni,gki->gkn", h, w) + b[:, :, None]
 
     return draw, outputs
@@ -319,9 +308,8 @@ def default_chunk_size(model, n_inputs: int, *, in_flight: int = 8) -> int:
     return int(np.clip(2 ** np.floor(np.log2(max(budget, 1) / per_net)), 64, 4096))
 
 
-def shared_chunk_size(model, n_inputs: int, output_draws: int) -> int:
-    """The automatic chunk size for ``output_draws`` K: ``default_chunk_size`` hidden-layer
-    draws' worth when K = 1; for K > 1, ``default_chunk_size`` hidden draws of K networks each
+def rejection_chunk_size(model, n_inputs: int, output_draws: int) -> int:
+    """The automatic chunk size for ``output_draws`` K: ``default_chunk_size`` when K = 1; for K > 1, ``default_chunk_size`` hidden draws of K networks each
     (a network then costs its output layer, K times less than a whole one: a chunk of the
     independent size would be all dispatch), at most 2^18 networks."""
     base = default_chunk_size(model, n_inputs)

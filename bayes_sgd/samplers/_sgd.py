@@ -323,17 +323,18 @@ class SGDTrainer:
                 jnp.where(mask, False, state.diverged),
                 jnp.where(mask, False, state.fits))
 
+        def functions_on_test(params):
+            return pack_bits_jax(model.apply_batched(params, self.x_e) > 0)
+
         def harvest_and_refill(state: SlotState, harvest, mask, new_ids):
             # functions on E of the slots ``harvest`` (K indices; finished runs, read before
             # their slots are refilled): K forward passes on E, not P
             hp = jax.tree_util.tree_map(lambda a: a[harvest], state.params)
-            packed = pack_bits_jax(model.apply_batched(hp, self.x_e) > 0)
-            return refill(state, mask, new_ids), packed
+            return refill(state, mask, new_ids), functions_on_test(hp)
 
         self.refill = jax.jit(refill)
         self.harvest_and_refill = jax.jit(harvest_and_refill)
-        self.functions_on_test = jax.jit(
-            lambda params: pack_bits_jax(model.apply_batched(params, self.x_e) > 0))
+        self.functions_on_test = jax.jit(functions_on_test)
 
     def empty_state(self) -> SlotState:
         ids = jnp.full((self.P,), -1, jnp.int32)
@@ -388,7 +389,7 @@ class SGDTrainer:
                 ids, mask = new_ids(range(P))
                 cur[j] = self.refill(cur[j], mask, ids)
                 idles[j] = ids < 0
-        first_sync, slow, epochs_seen = True, False, [0]
+        first_sync, slow, epochs_seen = True, False, 0
         adapt = epochs_per_sync == 0  # 0: adapt the cadence to the runs' lengths
         if adapt:
             epochs_per_sync = 8
@@ -408,7 +409,7 @@ class SGDTrainer:
                     res.counter.add_packed(packed[fitted], half=ids[fitted] % 2)
                     for r, f, fe, ep, d in recs:
                         res.records[r] = (f, fe, ep, d)
-                        epochs_seen[0] += ep
+                        epochs_seen += ep
                     n_done, n_fit = n_done + len(recs), n_fit + int(fitted.sum())
                 if idle.all():
                     continue
@@ -435,7 +436,7 @@ class SGDTrainer:
                         and time.perf_counter() - t_sync > max_sync_seconds):
                 slow, epochs_per_sync = True, 1  # (the first sync compiles: not counted)
             elif adapt and len(res.records) >= 16:
-                epochs_per_sync = sync_epochs_for(epochs_seen[0] / len(res.records))
+                epochs_per_sync = sync_epochs_for(epochs_seen / len(res.records))
             first_sync = False
             if n_done and progress is not None:
                 progress(n_done, n_fit)
