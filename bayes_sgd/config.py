@@ -40,6 +40,12 @@ class TaskConfig:
     train_size: int = _spec(32, min=1)
     train_seed: int = _spec(0, min=0)
     train_mask: str = _spec("", help="2^n '0'/'1', 1 = in S; overrides train_size")
+    encoding: str = _spec("binary", choices=("binary", "pm1"),
+                          help="Boolean inputs: bits b in {0, 1}, or 2b - 1 in {-1, +1} (the "
+                               "authors' --centering); the truth-table order is the same")
+    drop_zero_input: bool = _spec(False, help="leave the all-zero input out of S and E (the "
+                                  "authors' rule for sigma_b = 0 with 0/1 inputs): |S| + |E| = "
+                                  "2^n - 1")
     # Image tasks
     dataset: str = _spec("digits", choices=("digits", "mnist", "fashion-mnist", "cifar10"))
     data_path: str = _spec("", help="folder of the dataset files ('' = default location)")
@@ -304,7 +310,7 @@ def _cross_validate(cfg: Config) -> None:
         try:
             parse_target(cfg.task.target, cfg.task.n)
             train_mask(cfg.task.n, train_size=cfg.task.train_size, seed=cfg.task.train_seed,
-                       mask=cfg.task.train_mask or None)
+                       mask=cfg.task.train_mask or None, drop_zero_input=cfg.task.drop_zero_input)
         except ValueError as e:
             raise ConfigError(str(e)) from None
     s = cfg.samplers
@@ -321,3 +327,32 @@ def _cross_validate(cfg: Config) -> None:
                               f"output_draws = {k} (or 0), got {s.rejection.chunk_size}")
     if not (s.rejection.enabled or s.sgd.enabled or s.nuts.enabled):
         raise ConfigError("samplers: expected at least one of rejection, sgd, nuts enabled")
+    _validate_boolean_inputs(cfg)
+
+
+def _validate_boolean_inputs(cfg: Config) -> None:
+    """``task.encoding`` and ``task.drop_zero_input`` against the rest of the config."""
+    t, s = cfg.task, cfg.samplers
+    if t.kind != "boolean":
+        if t.encoding != "binary":
+            raise ConfigError(f"task.encoding: expected 'binary' (the default) for task.kind = "
+                              f"{t.kind!r} (Boolean tasks only), got {t.encoding!r}")
+        if t.drop_zero_input:
+            raise ConfigError(f"task.drop_zero_input: expected false for task.kind = {t.kind!r} "
+                              "(Boolean tasks only), got true")
+        return
+    if t.drop_zero_input and t.encoding != "binary":
+        raise ConfigError(f"task.drop_zero_input: expected false with task.encoding = "
+                          f"{t.encoding!r} (no input is all-zero; the authors drop it only for "
+                          "0/1 inputs), got true")
+    if t.drop_zero_input and s.rejection.enabled and s.rejection.record_prior:
+        raise ConfigError("samplers.rejection.record_prior: expected false with "
+                          "task.drop_zero_input = true (the prior is counted over all 2^n "
+                          "inputs), got true")
+    if (s.gp.enabled and cfg.model.sigma_b == 0 and t.encoding == "binary"
+            and not t.drop_zero_input):
+        # K(0, 0) = 0 and the angle between 0 and any input is 0/0: the kernel is NaN there
+        raise ConfigError("samplers.gp.enabled: the NNGP kernel is undefined at the all-zero "
+                          "input when model.sigma_b = 0 with 0/1 inputs; set "
+                          "task.drop_zero_input = true (the authors' choice) or task.encoding = "
+                          "'pm1', got enabled = true")

@@ -1,16 +1,17 @@
 """Tasks: inputs, a binary target, and the split into training set S and test set E."""
-from ._boolean import PRESETS, boolean_inputs, boolean_task, parse_target, train_mask
+from ._boolean import ENCODINGS, PRESETS, boolean_inputs, boolean_task, parse_target, train_mask
 from ._task import Task
 
-__all__ = ["PRESETS", "Task", "boolean_inputs", "boolean_task", "build_task", "parse_target",
-           "train_mask"]
+__all__ = ["ENCODINGS", "PRESETS", "Task", "boolean_inputs", "boolean_task", "build_task",
+           "parse_target", "train_mask"]
 
 
 def build_task(cfg) -> Task:
     """The task described by a ``TaskConfig``."""
     if cfg.kind == "boolean":
         return boolean_task(cfg.n, cfg.target, train_size=cfg.train_size, seed=cfg.train_seed,
-                            mask=cfg.train_mask or None)
+                            mask=cfg.train_mask or None,
+                            encoding=cfg.encoding, drop_zero_input=cfg.drop_zero_input)
     from ._images import make_image_task  # heavy loaders only when needed
 
     return make_image_task(dataset=cfg.dataset, path=cfg.data_path or None, split=cfg.split,

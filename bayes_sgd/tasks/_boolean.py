@@ -2,6 +2,16 @@
 
 Row i of the input matrix is the binary expansion of i, most significant bit first
 (big-endian), so truth-table bit i is f(binary of i): bit 5 of a 3-bit table is f(1, 0, 1).
+
+Encodings (``task.encoding``): ``binary`` feeds the bits b in {0, 1} to the network, ``pm1``
+feeds 2b - 1 in {-1, +1} (the authors' ``--centering`` for the Boolean data set,
+``generate_inputs_sample.py`` of guillefix/nn-pacbayes). The order of the rows, and so the truth
+table, is the same for both.
+
+``drop_zero_input`` leaves the all-zero input (row 0) out of both S and E, as the authors do
+when sigma_b = 0 without centering: with no biases every network outputs exactly 0 there and
+the NNGP kernel of that row is 0 (its angle to the other inputs undefined). C_LZ is still taken
+on the whole 2^n table, whose bit 0 is then the target's (see ``Task.full_table``).
 """
 from __future__ import annotations
 
@@ -10,10 +20,17 @@ import numpy as np
 from ._task import Task
 
 
-def boolean_inputs(n: int) -> np.ndarray:
-    """(2^n, n) float32 matrix of 0/1 bits, row i = binary of i, big-endian."""
+ENCODINGS = ("binary", "pm1")
+
+
+def boolean_inputs(n: int, encoding: str = "binary") -> np.ndarray:
+    """(2^n, n) float32 matrix, row i = binary of i, big-endian: bits b ('binary') or 2b - 1
+    ('pm1')."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"task.encoding: expected one of {list(ENCODINGS)}, got {encoding!r}")
     i = np.arange(2**n)[:, None]
-    return ((i >> np.arange(n - 1, -1, -1)) & 1).astype(np.float32)
+    bits = ((i >> np.arange(n - 1, -1, -1)) & 1).astype(np.float32)
+    return bits if encoding == "binary" else 2.0 * bits - 1.0
 
 
 _PRESETS = {
@@ -62,34 +79,62 @@ def parse_target(target: str, n: int) -> np.ndarray:
 
 
 def train_mask(n: int, *, train_size: int | None = None, seed: int = 0,
-               mask: str | None = None) -> np.ndarray:
-    """Boolean mask over the 2^n inputs marking S (from a mask string or size + seed)."""
+               mask: str | None = None, drop_zero_input: bool = False) -> np.ndarray:
+    """Boolean mask over the 2^n inputs marking S (from a mask string or size + seed).
+
+    With ``drop_zero_input`` S is drawn from inputs 1 .. 2^n - 1 only, and a mask string must
+    leave input 0 out."""
     N = 2**n
     if mask:
         if len(mask) != N or set(mask) - {"0", "1"}:
             raise ValueError(f"task.train_mask: expected {N} '0'/'1' characters, got {mask!r:.40}")
         out = np.frombuffer(mask.encode(), np.uint8) == ord("1")
-    else:
+        if drop_zero_input and out[0]:
+            raise ValueError("task.train_mask: expected '0' at position 0 (the all-zero input "
+                             "is dropped, task.drop_zero_input = true), got '1'")
+    elif not drop_zero_input:
         if train_size is None or not 1 <= train_size < N:
             raise ValueError(f"task.train_size: expected an integer in [1, {N - 1}], got {train_size}")
         out = np.zeros(N, bool)
         out[np.random.default_rng(seed).choice(N, train_size, replace=False)] = True
-    if out.all() or not out.any():
+    else:
+        if train_size is None or not 1 <= train_size < N - 1:
+            raise ValueError(f"task.train_size: expected an integer in [1, {N - 2}] (input 0 is "
+                             f"dropped, task.drop_zero_input = true), got {train_size}")
+        out = np.zeros(N, bool)
+        out[1 + np.random.default_rng(seed).choice(N - 1, train_size, replace=False)] = True
+    kept = out[1:] if drop_zero_input else out
+    if out.all() or not out.any() or kept.all():
         raise ValueError("task.train_mask: S and E must both be non-empty")
     return out
 
 
 def boolean_task(n: int, target: str | np.ndarray, *, train_size: int | None = None,
-                 seed: int = 0, mask: str | None = None) -> Task:
-    """S = the masked rows, E = the rest, both in truth-table order."""
+                 seed: int = 0, mask: str | None = None, encoding: str = "binary",
+                 drop_zero_input: bool = False) -> Task:
+    """S = the masked rows, E = the rest, both in truth-table order.
+
+    With ``drop_zero_input`` input 0 is in neither S nor E: |S| + |E| = 2^n - 1, and
+    ``train_index`` / ``test_index`` are positions among the kept inputs 1 .. 2^n - 1 (their
+    truth-table positions are ``table_index[train_index]``)."""
     table = parse_target(target, n) if isinstance(target, str) else np.asarray(target, np.uint8)
     if table.shape != (2**n,):
         raise ValueError(f"task.target: expected {2**n} entries, got {table.shape}")
-    in_s = train_mask(n, train_size=train_size, seed=seed, mask=mask)
-    x = boolean_inputs(n)
-    tr, te = np.flatnonzero(in_s), np.flatnonzero(~in_s)
+    in_s = train_mask(n, train_size=train_size, seed=seed, mask=mask,
+                      drop_zero_input=drop_zero_input)
+    x = boolean_inputs(n, encoding)
     name = target if isinstance(target, str) and len(target) < 32 else "custom"
-    return Task(name=f"boolean_n{n}_{name}", x_train=x[tr], y_train=table[tr], x_test=x[te],
-                y_test=table[te], train_index=tr, test_index=te,
-                meta={"n": n, "target_table": "".join(map(str, table)),
-                      "train_mask": "".join("1" if b else "0" for b in in_s)})
+    meta = {"n": n, "target_table": "".join(map(str, table)),
+            "train_mask": "".join("1" if b else "0" for b in in_s)}
+    if encoding != "binary":
+        meta["encoding"] = encoding
+    if not drop_zero_input:
+        tr, te = np.flatnonzero(in_s), np.flatnonzero(~in_s)
+        return Task(name=f"boolean_n{n}_{name}", x_train=x[tr], y_train=table[tr],
+                    x_test=x[te], y_test=table[te], train_index=tr, test_index=te, meta=meta)
+    kept = np.arange(1, 2**n)
+    tr, te = np.flatnonzero(in_s[kept]), np.flatnonzero(~in_s[kept])
+    meta["dropped_inputs"] = "0"
+    return Task(name=f"boolean_n{n}_{name}", x_train=x[kept[tr]], y_train=table[kept[tr]],
+                x_test=x[kept[te]], y_test=table[kept[te]], train_index=tr, test_index=te,
+                table_index=kept, full_target=table, meta=meta)

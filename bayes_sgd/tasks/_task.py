@@ -13,8 +13,11 @@ class Task:
     A *function* is the bit string of a network's thresholded outputs (output > 0 -> 1) on
     ``x_test`` in this order; two networks with the same bit string are the same function.
 
-    ``table_order`` (optional) gives, for Boolean tasks, the position of every S and E input in
-    the full truth table so that C_LZ is computed on the whole table (target on S, f on E).
+    ``train_index`` / ``test_index`` (Boolean tasks) give the position of every S and E input
+    among the task's inputs in truth-table order, so that C_LZ is computed on the whole table
+    (target on S, f on E). When some inputs are in neither S nor E (``drop_zero_input``),
+    ``table_index`` maps those positions to the full 2^n table and ``full_target`` holds the
+    target there: ``full_table`` then gives the dropped inputs the target's bits.
     """
 
     name: str
@@ -22,8 +25,10 @@ class Task:
     y_train: np.ndarray  # (m,) uint8 in {0, 1}
     x_test: np.ndarray  # (k, *input_shape) float32
     y_test: np.ndarray  # (k,) uint8 in {0, 1}
-    train_index: np.ndarray | None = None  # positions of S in the full table (Boolean tasks)
-    test_index: np.ndarray | None = None  # positions of E in the full table (Boolean tasks)
+    train_index: np.ndarray | None = None  # positions of S among the inputs (Boolean tasks)
+    test_index: np.ndarray | None = None  # positions of E among the inputs (Boolean tasks)
+    table_index: np.ndarray | None = None  # truth-table position of each kept input (if any dropped)
+    full_target: np.ndarray | None = None  # the target's whole 2^n table (if any input dropped)
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -33,6 +38,8 @@ class Task:
                 raise ValueError(f"task.{name}: expected a 1-d array of 0/1 labels")
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
             raise ValueError("task: inputs and labels differ in length")
+        if (self.table_index is None) != (self.full_target is None):
+            raise ValueError("task: table_index and full_target go together")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -62,6 +69,11 @@ class Task:
         bits_on_test = np.asarray(bits_on_test, dtype=np.uint8)
         if self.train_index is None:
             return bits_on_test
+        if self.table_index is not None:  # inputs outside S and E carry the target's bits
+            out = np.broadcast_to(np.asarray(self.full_target, np.uint8),
+                                  bits_on_test.shape[:-1] + (len(self.full_target),)).copy()
+            out[..., self.table_index[self.test_index]] = bits_on_test
+            return out
         n = len(self.train_index) + len(self.test_index)
         out = np.empty(bits_on_test.shape[:-1] + (n,), np.uint8)
         out[..., self.train_index] = self.y_train
