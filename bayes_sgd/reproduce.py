@@ -4,8 +4,10 @@ A figure is a base config (``bayes_sgd/experiments/fig_*.toml``, the quick scale
 of ``--set``-style overrides per run.  ``reproduce(FIGURE)`` runs each into ``OUT/FIGURE/<run>``
 (a complete folder of the same config is skipped, a partial one resumed), then writes
 ``OUT/FIGURE/FIGURE.png`` and the measured numbers to ``OUT/FIGURE/FIGURE.json``.
-``--scale paper`` applies the paper-scale overrides of ``PAPER_SCALE`` on top of the base
-config (and is a different config, so use another ``--out`` than the quick run's).
+``--scale paper`` starts from the figure's ``paper_config`` (``bayes_sgd/experiments/paper_*.toml``,
+the paper's settings with their sources; docs/paper_settings.md) when it has one, runs its
+``paper_runs`` when it has them, and applies the overrides of ``PAPER_SCALE`` on top (it is a
+different config, so use another ``--out`` than the quick run's).
 
 Figures whose runs share a task draw P_B from one rejection-only ``bayes`` run and P_SGD from
 SGD-only runs (``reference``), so the expensive rejection sampling is done once per figure.
@@ -41,6 +43,25 @@ TARGETS_N7 = {
 }
 
 
+# The seven n = 7 targets of the authors' sgd-vs-bayes analysis and their training sets S
+# (guillefix/nn-pacbayes, analyze/analyze_perceptron_sgd_vs_bayes2.py @ 64f7b4b: `funs`,
+# `train_sets`; 128-bit truth tables, row i = binary of i). C_LZ computed by this package; target
+# 0's 35.0 matches the authors' file name "abi_sample_0_35.0_...".
+PAPER_S_N7 = ("01001100010100101100001000100010000010010011000010000010001010010000000001100000"
+              "010000100000000000100010010000011000100011000000")  # train_set2: targets 0-5
+PAPER_S6_N7 = ("0110001000001110000011010100000010110000101000010100100000011001010000000001"
+               "0000000000000001000000101001100000010010000101000000")  # target 6
+PAPER_TARGETS_N7 = {  # name -> (truth table, S mask, C_LZ)
+    "t0": ("1000100000000000000000000000000000001" + "0" * 91, PAPER_S_N7, 35.0),
+    "t1": ("1" * 32 + "01011111011111110111111101111111" + "1" * 64, PAPER_S_N7, 38.5),
+    "t2": ("1" * 32 + "0111" * 8 + "1" * 64, PAPER_S_N7, 28.0),
+    "t3": ("1" * 32 + "01" * 16 + "1" * 32 + "01" * 16, PAPER_S_N7, 31.5),
+    "t4": ("0011" * 4 + "0" * 16 + "0011" * 4 + "0" * 80, PAPER_S_N7, 42.0),
+    "t5": ("00001111" * 8 + "1" * 64, PAPER_S_N7, 31.5),
+    "t6": ("0011" * 32, PAPER_S6_N7, 28.0),
+}
+
+
 @dataclass(frozen=True)
 class Run:
     name: str
@@ -62,6 +83,11 @@ class Figure:
     paper: tuple[str, ...] = ()  # overrides for --scale paper, applied to every run
     paper_only: tuple[str, ...] = ()  # runs left out at quick scale (too slow on a CPU)
     n7: bool = True
+    paper_config: str = ""  # base file for --scale paper ("" = config)
+    paper_runs: tuple[Run, ...] = ()  # runs at --scale paper (() = runs)
+
+    def runs_at(self, scale: str) -> tuple[Run, ...]:
+        return self.paper_runs if scale == "paper" and self.paper_runs else self.runs
 
 
 _BAYES = Run("bayes", ("samplers.sgd.enabled=false",), "P_B (rejection)")
@@ -71,35 +97,49 @@ def _sgd(name, *ov, title=""):
     return Run(name, ("samplers.rejection.enabled=false", *ov), title or name)
 
 
-_PAPER_N7 = ("samplers.rejection.n_samples=100_000_000", "samplers.sgd.n_runs=100_000")
+def _paper_target_runs():
+    return tuple(Run(k, (f"task.target={t}", f"task.train_mask={m}"), f"target {k[1:]}, C_LZ = {c}")
+                 for k, (t, m, c) in PAPER_TARGETS_N7.items())
 
 FIGURES: dict[str, Figure] = {f.name: f for f in [
     Figure("prior_n7", "a", "fig_prior_n7.toml",
            "Zipf rank plot of the prior P(f) over all 2^7 inputs and log10 P(f) vs C_LZ "
            "with the simplicity-bias upper-bound line", (Run("prior", (), "prior"),),
-           kind="prior", paper=("samplers.rejection.n_samples=100_000_000",)),
+           kind="prior", paper_config="paper_prior_n7.toml"),
     Figure("targets_n7", "b", "fig_targets_n7.toml",
            "P_SGD vs P_B (rejection) for targets of C_LZ 21, 31.5, 45.5, 70 (8 ones each)",
            tuple(Run(k, (f"task.target={v}",), f"target C_LZ = {k[3:]}{'.5' if k in ('clz31', 'clz45') else ''}")
-                 for k, v in TARGETS_N7.items()), paper=_PAPER_N7),
+                 for k, v in TARGETS_N7.items()),
+           paper_config="paper_targets_n7.toml", paper_runs=_paper_target_runs()),
     Figure("batch_n7", "c", "fig_batch_n7.toml",
            "P_SGD vs P_B for batch sizes 1, 8 and 16 (= |S|, full batch)",
            (_BAYES, _sgd("batch1", "samplers.sgd.batch_size=1", title="SGD, batch 1"),
             _sgd("batch8", "samplers.sgd.batch_size=8", title="SGD, batch 8"),
             _sgd("batch16", "samplers.sgd.batch_size=16", title="SGD, batch 16 (full)")),
-           reference="bayes", paper=_PAPER_N7),
+           reference="bayes", paper_config="paper_batch_n7.toml",
+           paper_runs=(_BAYES, _sgd("batch1", "samplers.sgd.batch_size=1", title="SGD, batch 1"),
+                       _sgd("batch8", "samplers.sgd.batch_size=8", title="SGD, batch 8"),
+                       _sgd("batch32", "samplers.sgd.batch_size=32",
+                            title="SGD, batch 32 (full)"))),
     Figure("optimisers_n7", "d", "fig_optimisers_n7.toml",
            "P_SGD vs P_B for the optimisers sgd, adam, adagrad, rmsprop",
            (_BAYES, _sgd("sgd", "samplers.sgd.optimizer=sgd", "samplers.sgd.lr=0.1", title="SGD, lr 0.1"),
             _sgd("adam", "samplers.sgd.optimizer=adam", "samplers.sgd.lr=0.01", title="Adam, lr 0.01"),
             _sgd("adagrad", "samplers.sgd.optimizer=adagrad", "samplers.sgd.lr=0.1", title="Adagrad, lr 0.1"),
             _sgd("rmsprop", "samplers.sgd.optimizer=rmsprop", "samplers.sgd.lr=0.01", title="RMSprop, lr 0.01")),
-           reference="bayes", paper=_PAPER_N7),
+           reference="bayes", paper_config="paper_optimisers_n7.toml",
+           # the authors' NN_train.py: SGD lr 0.01, any other optimizer by its Keras name, so at
+           # Keras's default learning rate 0.001 (docs/paper_settings.md)
+           paper_runs=(_BAYES, *(_sgd(o, f"samplers.sgd.optimizer={o}", f"samplers.sgd.lr={lr}",
+                                      title=f"{t}, lr {lr}")
+                                 for o, lr, t in (("sgd", 0.01, "SGD"), ("adam", 0.001, "Adam"),
+                                                  ("adagrad", 0.001, "Adagrad"),
+                                                  ("rmsprop", 0.001, "RMSprop"))))),
     Figure("overtraining_n7", "e", "fig_overtraining_n7.toml",
            "P_SGD vs P_B when training stops at 100 % training accuracy vs 64 epochs later",
            (_BAYES, _sgd("after0", "samplers.sgd.epochs_after_fit=0", title="stop at fit"),
             _sgd("after64", "samplers.sgd.epochs_after_fit=64", title="64 epochs after fit")),
-           reference="bayes", paper=_PAPER_N7),
+           reference="bayes", paper_config="paper_overtraining_n7.toml"),
     Figure("images", "f", "fig_images.toml",
            "P_SGD vs P_B (NNGP/EP) on binarised MNIST and Fashion-MNIST, FCN and CNN",
            (Run("mnist_fcn", (), "MNIST, FCN"),
@@ -121,16 +161,18 @@ PAPER_SCALE = {name: f.paper for name, f in FIGURES.items()}
 SCALES = ("quick", "paper")
 
 
-def config_path(figure: Figure) -> Path:
-    return Path(str(resources.files("bayes_sgd") / "experiments" / figure.config))
+def config_path(figure: Figure, scale: str = "quick") -> Path:
+    name = figure.paper_config if scale == "paper" and figure.paper_config else figure.config
+    return Path(str(resources.files("bayes_sgd") / "experiments" / name))
 
 
 def figure_configs(name: str, *, scale: str = "quick",
                    overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Config]:
     """The validated config of every run of a figure at ``scale``, in run order (at quick
-    scale without the figure's ``paper_only`` runs).
+    scale without the figure's ``paper_only`` runs; at paper scale its ``paper_runs`` if any).
 
-    Order of overrides: base file, then the scale's, then the run's, then ``overrides``.
+    Order of overrides: base file (``paper_config`` at paper scale if any), then the scale's,
+    then the run's, then ``overrides``.
     """
     import tomllib
 
@@ -139,9 +181,9 @@ def figure_configs(name: str, *, scale: str = "quick",
     if scale not in SCALES:
         raise ConfigError(f"--scale: expected one of {list(SCALES)}, got {scale!r}")
     fig = FIGURES[name]
-    base = tomllib.loads(config_path(fig).read_text())
+    base = tomllib.loads(config_path(fig, scale).read_text())
     out = {}
-    for run in fig.runs:
+    for run in fig.runs_at(scale):
         if scale == "quick" and run.name in fig.paper_only:
             continue
         data = json.loads(json.dumps(base))  # deep copy
@@ -160,6 +202,10 @@ def _print_list() -> None:
         rows.append((f.name, f"({f.panel})", ", ".join(
             r.name + (" (paper scale only)" if r.name in f.paper_only else "") for r in f.runs),
                      f"experiments/{f.config}", f.shows))
+        if f.paper_config or f.paper_runs:
+            rows.append(("", "", "paper scale: " + ", ".join(r.name for r in f.runs_at("paper")),
+                         f"experiments/{f.paper_config or f.config}",
+                         "the paper's settings, sources in docs/paper_settings.md"))
     w = [max(len(r[i]) for r in rows[:]) for i in range(4)]
     for r in rows:
         print("  ".join(c.ljust(w[i]) for i, c in enumerate(r[:4])) + "  " + r[4])
@@ -248,7 +294,7 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
     if spec.kind == "prior":
         fig, metrics = figures.draw_prior(folders)
     else:
-        titles = {r.name: r.title or r.name for r in spec.runs}
+        titles = {r.name: r.title or r.name for r in spec.runs_at(scale)}
         fig, metrics = figures.draw_comparison(folders, reference=spec.reference, x=spec.x,
                                                titles=titles, color=spec.color)
     fig.suptitle(f"{figure} ({scale} scale): {spec.shows}", fontsize=10, y=1.03)

@@ -91,15 +91,19 @@ def test_every_figure_config_validates_at_both_scales(name):
     quick = figure_configs(name, scale="quick")
     paper = figure_configs(name, scale="paper")
     fig = FIGURES[name]
-    assert list(paper) == [r.name for r in fig.runs]
+    assert list(paper) == [r.name for r in fig.runs_at("paper")]
     assert list(quick) == [r.name for r in fig.runs if r.name not in fig.paper_only]
     assert quick and set(fig.paper_only) <= set(paper)
     for run, cfg in quick.items():
         assert cfg.name == f"{name}_{run}"  # distinct names: distinct folders and join labels
+        if run not in paper:  # the paper's runs differ (e.g. its seven targets)
+            continue
         p = paper[run]
         assert p.samplers.sgd.n_runs >= cfg.samplers.sgd.n_runs
         assert p.samplers.rejection.n_samples >= cfg.samplers.rejection.n_samples
         assert p != cfg
+    for run, p in paper.items():
+        assert p.name == f"{name}_{run}"
     if fig.reference:  # the shared P_B run is rejection-only, the others SGD-only
         assert not quick[fig.reference].samplers.sgd.enabled
         assert all(not c.samplers.rejection.enabled for r, c in quick.items() if r != fig.reference)
@@ -169,3 +173,67 @@ def test_tiny_figure_end_to_end(tmp_path, capsys):
     assert reproduce("prior_n7", out=tmp_path, quiet=True,
                      overrides=[*ov, "samplers.rejection.n_samples=30000"]) == 2
     assert "different config" in capsys.readouterr().err
+
+
+# The paper's n = 7 settings as read from the authors' scripts (docs/paper_settings.md): 0/1
+# inputs, all 128 of them, FCN 7-40-40-1 ReLU, sigma_w = sigma_b = 1, |S| = 32, plain SGD
+# lr 0.01 batch 8 with BCE, stop at the first epoch with 100 % training accuracy.
+@pytest.mark.parametrize("name", [n for n, f in FIGURES.items() if f.n7])
+def test_paper_scale_uses_the_papers_settings(name):
+    from bayes_sgd.reproduce import config_path
+
+    fig = FIGURES[name]
+    assert fig.paper_config and config_path(fig, "paper").exists()
+    alone = load_config(config_path(fig, "paper"))  # the file alone is a valid experiment
+    assert alone.name == f"paper_{name}"
+    for run, c in figure_configs(name, scale="paper").items():
+        t, m = c.task, c.model
+        assert (t.n, t.encoding, t.drop_zero_input) == (7, "binary", False)
+        assert t.train_mask.count("1") == 32 and len(t.train_mask) == 128
+        assert (m.arch, m.widths, m.activation, m.sigma_w, m.sigma_b) == \
+            ("fcn", [40, 40], "relu", 1.0, 1.0)
+        if fig.kind == "prior":
+            assert c.samplers.rejection.record_prior and c.samplers.rejection.n_samples == 10**8
+            continue
+        sgd = c.samplers.sgd
+        if sgd.enabled:
+            assert sgd.n_runs == 100_000 and sgd.loss == "bce" and sgd.max_epochs == 5000
+            if name != "batch_n7":
+                assert sgd.batch_size == 8
+            if name != "optimisers_n7":
+                assert (sgd.optimizer, sgd.lr) == ("sgd", 0.01)
+            if name != "overtraining_n7":
+                assert sgd.epochs_after_fit == 0
+        if c.samplers.rejection.enabled:  # the cross-check: >= 1e9 prior samples
+            assert c.samplers.rejection.n_samples >= 10**9
+        assert c.samplers.gp.enabled and c.samplers.gp.method == "ep"
+    paper = figure_configs(name, scale="paper")
+    if name == "batch_n7":
+        assert [c.samplers.sgd.batch_size for r, c in paper.items() if r != "bayes"] == [1, 8, 32]
+    if name == "optimisers_n7":  # Keras's default learning rate for the non-SGD optimisers
+        assert [(c.samplers.sgd.optimizer, c.samplers.sgd.lr) for r, c in paper.items()
+                if r != "bayes"] == [("sgd", 0.01), ("adam", 0.001), ("adagrad", 0.001),
+                                     ("rmsprop", 0.001)]
+    if name == "overtraining_n7":
+        assert [c.samplers.sgd.epochs_after_fit for r, c in paper.items() if r != "bayes"] == [0, 64]
+
+
+def test_paper_targets_are_the_authors_seven():
+    from bayes_sgd.complexity import lz_complexity
+    from bayes_sgd.reproduce import PAPER_TARGETS_N7
+    from bayes_sgd.tasks import parse_target
+
+    assert len(PAPER_TARGETS_N7) == 7
+    # the authors' own C_LZ of target 0 is in their file name "abi_sample_0_35.0_..."
+    assert lz_complexity(PAPER_TARGETS_N7["t0"][0]) == 35.0
+    for name, (table, mask, clz) in PAPER_TARGETS_N7.items():
+        assert len(table) == 128 and len(mask) == 128 and mask.count("1") == 32
+        assert lz_complexity(parse_target(table, 7)) == clz
+    # ones of each target, and ones of it in S (docs/paper_settings.md)
+    ones = {k: (t.count("1"), sum(t[i] == "1" for i in range(128) if m[i] == "1"))
+            for k, (t, m, _) in PAPER_TARGETS_N7.items()}
+    assert ones == {"t0": (3, 2), "t1": (123, 31), "t2": (120, 29), "t3": (96, 21),
+                    "t4": (16, 5), "t5": (96, 22), "t6": (64, 17)}
+    cfgs = figure_configs("targets_n7", scale="paper")
+    assert [(c.task.target, c.task.train_mask) for c in cfgs.values()] == \
+        [(t, m) for t, m, _ in PAPER_TARGETS_N7.values()]
