@@ -2,9 +2,11 @@
 
 ``P_B(S) = P(sign(f(X_S)) = y_S)`` with ``f ~ GP(0, K_NNGP)`` is ``exp(log_orthant_probability(
 K, y).log_p)``; the conditional ``P_B(f_E | S)`` is either ``P(S ∪ E) / P(S)`` or the orthant
-probability of the EP predictive ``ep_predictive(...)``.
+probability of the EP predictive ``ep_predictive(...)``; ``ep_log_orthant_many`` scores many sign
+patterns under one covariance at once (the GP sampler's scoring of functions).
 """
 from ._ep import EPState
+from ._ep_batch import OrthantBatch, ep_log_orthant_many
 from ._kernels import fcn_nngp_kernel, fcn_nngp_kernel_for, mc_kernel_stderr, mc_nngp_kernel
 from ._orthant import (
     EXACT_MAX_DIM,
@@ -18,7 +20,9 @@ from ._orthant import (
 __all__ = [
     "EPState",
     "EXACT_MAX_DIM",
+    "OrthantBatch",
     "OrthantResult",
+    "ep_log_orthant_many",
     "ep_posterior",
     "ep_predictive",
     "fcn_nngp_kernel",

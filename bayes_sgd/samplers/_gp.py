@@ -39,8 +39,8 @@ from ..analysis import correlation
 from ..counting import strings_to_bits
 from ..function_table import COLUMNS, estimate_frame
 from ..models import FCN
-from ..gp import (EXACT_MAX_DIM, ep_posterior, ep_predictive, fcn_nngp_kernel_for,
-                  log_orthant_probability, mc_nngp_kernel, pac_bayes_bound)
+from ..gp import (EXACT_MAX_DIM, ep_log_orthant_many, ep_posterior, ep_predictive,
+                  fcn_nngp_kernel_for, log_orthant_probability, mc_nngp_kernel, pac_bayes_bound)
 from ._common import STREAM, stream_key
 
 __all__ = ["GPProblem", "Scores", "candidate_functions", "compare_modes", "gp_kernel", "run_gp",
@@ -200,8 +200,13 @@ class GPProblem:
                                        **self._opts(method, tilting_samples, rng))
 
     def score(self, bits_E, *, method: str = "ep", mode: str = "joint",
-              tilting_samples: int = 10_000, seed: int = 0, show: bool = False) -> Scores:
-        """log10 P_B(f|S) for each row of ``bits_E`` (see the module docstring for the modes)."""
+              tilting_samples: int = 10_000, seed: int = 0, show: bool = False,
+              batch: bool = True) -> Scores:
+        """log10 P_B(f|S) for each row of ``bits_E`` (see the module docstring for the modes).
+
+        With ``method = "ep"`` and ``batch`` the functions are scored together
+        (``gp.ep_log_orthant_many``: the same sequential EP, one covariance, many sign
+        patterns); ``batch=False`` scores them one by one (the reference path)."""
         if method not in ("ep", "exact", "minimax-tilting"):
             raise ValueError(f"samplers.gp.method: expected 'ep', 'exact' or 'minimax-tilting', got {method!r}")
         if mode not in ("joint", "conditional"):
@@ -250,10 +255,22 @@ class GPProblem:
                 log_ps, ps_err = ps.log_p, ps.rel_stderr
                 joint_signs = np.concatenate(
                     [np.broadcast_to(self.y_S, (n_f, self.n_S)), signs], axis=1)
-            bar = tqdm(total=int(consistent.sum()), desc=f"gp ({method}, {mode})", unit="fn", disable=not show,
+            rows = np.flatnonzero(consistent)
+            if method == "ep" and batch and self.n_E and len(rows):
+                if mode == "joint":
+                    res = ep_log_orthant_many(self.K, joint_signs[rows])
+                    out_lp[rows] = (res.log_p - log_ps) / _LN10
+                else:
+                    res = ep_log_orthant_many(cov_E, signs[rows], mean=mean_E)
+                    out_lp[rows] = res.log_p / _LN10
+                calls[0] += len(rows)
+                jit.extend(res.row_jitter.tolist())
+                bad[0] += int((~res.converged).sum())
+                rows = rows[:0]
+            bar = tqdm(total=len(rows), desc=f"gp ({method}, {mode})", unit="fn", disable=not show,
                        dynamic_ncols=True)
             try:
-                for i in np.flatnonzero(consistent):
+                for i in rows:
                     rng = np.random.default_rng([seed, STREAM["gp"], 1, int(i)])
                     opts = self._opts(method, tilting_samples, rng)
                     if self.n_E == 0:

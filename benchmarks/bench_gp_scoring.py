@@ -1,0 +1,124 @@
+"""GP scoring of the functions SGD found: the batched EP path vs the per-function loop.
+
+    .venv/bin/python benchmarks/bench_gp_scoring.py [--runs 8000] [--functions 0]
+        [--old-functions 200] [--mode conditional|joint]
+
+Setting: the held-out n = 7 task of issue 14: a random truth table with 32 ones in 128
+(``_gp_functions.target_string``, seed 14), |S| = 32 (train_seed 0), |E| = 96, FCN 7-40-40-1
+ReLU, sigma_w = sigma_b = 1; the functions on E are the distinct functions found by ``--runs``
+SGD runs of the package (lr 0.01, batch 8, BCE, to 100 % train accuracy), generated once and
+cached in ``results/bench_gp_scoring_functions.npz``. The GP problem is the runner's
+(``GPProblem.from_task`` with the analytic NNGP kernel), scored with ``method = "ep"`` in
+``--mode`` (conditional: each function an |E|-dim orthant of the EP predictive; joint: an
+(|S| + |E|)-dim orthant, divided by P(S)).
+
+New path: ``GPProblem.score`` (``gp.ep_log_orthant_many``) over ``--functions`` functions (0:
+all), timed whole. Old path: ``GPProblem.score(..., batch=False)``, the per-function loop, on
+``--old-functions`` of them, half before and half after the new path (both see the same machine
+load). Checks: |Delta log10 P| <= 1e-3 on every function scored both ways (the same algorithm:
+measured ~1e-12), and the rate ratio against the floor of 20x. Also prints the P_B time of the
+~3·10^4 functions that 10^5 SGD runs find (issue 14), from the measured rate.
+
+Measured (2026-12-01, 2 cores shared with four other sessions' jobs, load average 19-30, so
+absolute times are ~2-3x those of an idle machine; ratios from the same process):
+
+* conditional, all 7,992 functions (8,000 runs found 7,992 distinct ones), old loop on 200:
+  new 166.4 functions/s (6.0 ms each), old 16.3/s (61 ms each): 10.2x (floor 20x: FAIL);
+  max |Delta log10 P| = 1.9e-13; log10 P from -19.3 to -7.9; 3·10^4 functions: 3.0 min (old 31).
+* joint (``--mode joint --functions 3000 --old-functions 100``): new 51.1/s, old 4.83/s:
+  10.6x; max |Delta log10 P| = 2.3e-10; 3·10^4 functions: 9.8 min (old 104 min).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+from _baselines import banner, verdict  # noqa: E402
+from _gp_functions import config, sgd_functions  # noqa: E402
+
+FLOOR = 20.0
+TOL_LOG10 = 1e-3
+PAPER_FUNCTIONS = 30_000  # distinct functions from 10^5 SGD runs of the n = 7 task (issue 14)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=8000, help="SGD runs that find the functions")
+    ap.add_argument("--functions", type=int, default=0, help="functions scored (0: all found)")
+    ap.add_argument("--old-functions", type=int, default=200,
+                    help="functions scored one by one (the reference path)")
+    ap.add_argument("--mode", choices=("conditional", "joint"), default="conditional")
+    args = ap.parse_args(argv)
+
+    from bayes_sgd.models import build_model
+    from bayes_sgd.samplers._gp import GPProblem, gp_kernel
+    from bayes_sgd.tasks import build_task
+
+    t0 = time.perf_counter()
+    bits, counts, info = sgd_functions(args.runs)
+    print(f"functions: {len(bits)} distinct from {args.runs} SGD runs "
+          f"({'cached' if 'cached' in info else 'generated'}; SGD {info['sgd_s']:.0f} s) "
+          f"[{time.perf_counter() - t0:.1f} s]", flush=True)
+    cfg = config(args.runs)
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.input_shape)
+    problem = GPProblem.from_task(task, lambda X: gp_kernel(cfg, model, X)[0])
+    if args.functions:
+        bits = bits[: args.functions]
+    n_old = min(args.old_functions, len(bits))
+    # the old path's functions: spread over the frequency order (every k-th)
+    old_idx = np.unique(np.linspace(0, len(bits) - 1, n_old).round().astype(int))
+    halves = np.array_split(old_idx, 2)
+    banner(f"GP scoring of SGD's functions (EP, {args.mode} mode)", {
+        "task": f"n=7, target {int(task.y_train.sum() + task.y_test.sum())} ones in 128, "
+                f"|S|={task.m}, |E|={task.n_test}",
+        "model": f"FCN 7-40-40-1 relu, sigma_w={model.sigma_w}, sigma_b={model.sigma_b}, "
+                 "analytic NNGP kernel",
+        "new": f"GPProblem.score (batched sequential EP), {len(bits)} functions",
+        "old": f"GPProblem.score(batch=False) (one EP per function), {len(old_idx)} functions, "
+               "half before and half after the new path",
+    })
+    problem.score(bits[:4], method="ep", mode=args.mode)  # warm-up (imports, first calls)
+
+    def old(idx):
+        t = time.perf_counter()
+        sc = problem.score(bits[idx], method="ep", mode=args.mode, batch=False)
+        return sc, time.perf_counter() - t
+
+    old1, t_old1 = old(halves[0])
+    t = time.perf_counter()
+    new = problem.score(bits, method="ep", mode=args.mode)
+    t_new = time.perf_counter() - t
+    old2, t_old2 = old(halves[1])
+    old_lp = np.concatenate([old1.log10_p, old2.log10_p])
+    diff = np.abs(new.log10_p[np.concatenate(halves)] - old_lp)
+    rate_new = len(bits) / t_new
+    rate_old = len(old_idx) / (t_old1 + t_old2)
+    print(f"new: {rate_new:>9.1f} functions/s ({len(bits)} in {t_new:.1f} s, "
+          f"{1e3 / rate_new:.2f} ms each; {new.n_not_converged} not converged)")
+    print(f"old: {rate_old:>9.2f} functions/s ({len(old_idx)} in {t_old1 + t_old2:.1f} s, "
+          f"{1e3 / rate_old:.1f} ms each; {old1.n_not_converged + old2.n_not_converged} not "
+          "converged)")
+    ok_agree = bool(np.all(np.isfinite(diff)) and diff.max() <= TOL_LOG10)
+    print(f"agreement on {len(diff)} functions: max |d log10 P| = {diff.max():.2e} "
+          f"(tolerance {TOL_LOG10:g}) -> {'PASS' if ok_agree else 'FAIL'}; log10 P from "
+          f"{np.nanmin(new.log10_p):.1f} to {np.nanmax(new.log10_p):.1f}")
+    ok = verdict(f"GP scoring ({args.mode})", rate_new / rate_old, FLOOR)
+    print(f"P_B of {PAPER_FUNCTIONS:,} functions (10^5 SGD runs): new {PAPER_FUNCTIONS / rate_new:.0f} s"
+          f" ({PAPER_FUNCTIONS / rate_new / 60:.1f} min), old {PAPER_FUNCTIONS / rate_old / 60:.1f} min"
+          f" (plus one EP on S: {math.nan if not new.info else new.info.get('ep_posterior_n_iter')}"
+          " sweeps, < 1 s)" if args.mode == "conditional" else
+          f"P_B of {PAPER_FUNCTIONS:,} functions (10^5 SGD runs): new "
+          f"{PAPER_FUNCTIONS / rate_new / 60:.1f} min, old {PAPER_FUNCTIONS / rate_old / 60:.1f} min")
+    return 0 if ok and ok_agree else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
