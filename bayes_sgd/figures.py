@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from . import plotting, results
-from .analysis import compare
+from .analysis import COUNTING, compare, measures, pair_roles
 
 __all__ = ["draw_prior", "draw_comparison", "comparison_metrics", "prior_metrics",
            "mean_test_error", "draw_sensitivity", "sensitivity_metrics", "sensitivity_markdown"]
@@ -103,6 +103,14 @@ def comparison_metrics(df: pd.DataFrame, summary: dict, x: str = "rejection", y:
         out[f"top_{y}_function"] = {f"P_{y}": _r(w.loc[f, y], 4),
                                     f"P_{x}": _r(w.loc[f, x], 4) if x in w and pd.notna(w.loc[f, x]) else None,
                                     "is_target": f == target}
+    try:
+        q, p = pair_roles(x, y)
+    except ValueError:
+        q = None
+    m = measures(df, q, p) if q in COUNTING else None
+    if m is not None:
+        out["measures"] = {k: {"value": _r(v["value"]), "ci": [_r(c) for c in v["ci"]] if v["ci"] else None}
+                           for k, v in m["values"].items() if "_k=" not in k}
     if "sgd" in summary:
         out["epochs_to_fit_median"] = summary["sgd"].get("epochs_to_fit_median")
         out["sgd_fitted"] = f"{summary['sgd']['n_fitted']}/{summary['sgd']['n_runs']}"

@@ -57,8 +57,9 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
                       f"Spearman {r['spearman']:.2f}"]
         lines += _measure_lines(df, x, y)
         if lines:
-            ax.text(0.03, 0.97, "\n".join(lines), transform=ax.transAxes, va="top",
-                    fontsize=9, bbox=dict(fc="white", alpha=0.8, lw=0))
+            # lower right: below the diagonal, away from SGD's functions when P_SGD > P_B
+            ax.text(0.97, 0.03, "\n".join(lines), transform=ax.transAxes, va="bottom",
+                    ha="right", fontsize=8, bbox=dict(fc="white", alpha=0.8, lw=0))
     return ax
 
 

@@ -188,6 +188,7 @@ def test_bootstrap_interval_coverage():
         assert (150 if name.startswith("spearman") else 178) <= c <= 199, (name, c)
 
 
+@pytest.mark.filterwarnings("ignore:No data for colormapping:UserWarning")
 def test_scatter_annotates_the_measures(table):
     import matplotlib
 
