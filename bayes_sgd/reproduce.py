@@ -82,10 +82,11 @@ _PAPER_N7 = ("samplers.rejection.n_samples=100_000_000", "samplers.sgd.n_runs=10
 # the fix of issue 13 is merged, and a failing run stops `reproduce` (the rows before it stay).
 #
 # GP mode: joint, P_B(f|S) = P(S and f) / P(S), the paper's quantity.  The conditional mode
-# (EP fitted to S, f scored under the Gaussian EP predictive) costs ~1/6 as much per function
-# but, measured on 40 of the base row's SGD functions, came out +0.17 decades above joint on
-# average (max 0.36), which would shift the weighted mean log ratio by about that much.
-# Quick scale: 1,000 runs, the 150 most frequent functions scored; the other functions have P_B
+# (EP fitted to S, f scored under the Gaussian EP predictive) is cheaper (0.05 vs 0.08 s per
+# function, measured in one process on the base row's functions, machine shared) but, on 40
+# of the base row's SGD functions, came out +0.17 decades above joint on average (max 0.36),
+# which would shift the weighted mean log ratio by about that much.
+# Quick scale: 1,000 runs, the 400 most frequent functions scored; the other functions have P_B
 # unknown (left out of the mean, counted as not within a decade: `q_mass_p_known` says how many
 # runs that is).  Width 1000 runs at paper scale only (~5 ms per network-epoch on a CPU core:
 # 1,000 runs of ~500 epochs would take ~40 min).
@@ -154,7 +155,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "how far P_SGD is from P_B (GP-EP) as one setting at a time moves from the base "
            "(SGD lr 0.01, batch 8, BCE, sigma_b 1, width 40, |S| 32)",
            SENSITIVITY_N7, kind="sensitivity", x="gp", paper_only=("width1000",),
-           # every function SGD finds scored (the quick scale scores the 150 most frequent)
+           # every function SGD finds scored (the quick scale scores the 400 most frequent)
            paper=("samplers.sgd.n_runs=20_000", "samplers.gp.max_functions=1_000_000")),
 ]}
 
