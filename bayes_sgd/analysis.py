@@ -7,10 +7,17 @@ target function (one dominant point must not decide the figure).  The split-half
 of a sampler is the same correlation between two halves of its own samples (functions seen at
 least ceil(k/2) times in each half, so the selected p are comparable to the full-sample cut):
 agreement between two samplers near both ceilings is as good as their sample sizes allow.
+
+Correlations over shared functions ignore where a sampler's mass sits.  ``measures`` (in
+``agreement(...)["measures"]``, one entry per pair) weighs every function by P_SGD instead: the
+P_SGD-weighted mean and sd of log10(P_SGD/P_B), the share of SGD's runs within 0.5 and 1 decade
+of the diagonal, the P_B mass SGD's functions cover and the P_SGD mass on functions with P_B
+known, the Hellinger distance and the correlations again, each with a bootstrap interval.
 """
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -64,17 +71,24 @@ def split_half(df: pd.DataFrame, sampler: str, *, k: int, exclude: str | None = 
     return correlation(np.log10(c0[keep] / c0.sum()), np.log10(c1[keep] / c1.sum()))
 
 
-def agreement(df: pd.DataFrame, *, min_counts, target: str) -> dict:
-    """All pairwise comparisons and split-half ceilings for the samplers present."""
+def agreement(df: pd.DataFrame, *, min_counts, target: str, n_boot: int | None = None) -> dict:
+    """All pairwise comparisons and split-half ceilings for the samplers present, and under
+    ``measures`` each pair's distribution measures with bootstrap intervals (``measures``, with
+    q and p from ``pair_roles``; ``n_boot`` replicates, default ``N_BOOTSTRAP``)."""
     present = [s for s in POSTERIOR_SAMPLERS if (df["sampler"] == s).any()]
     pairs = [(a, b) for i, b in enumerate(present) for a in present[i + 1:]]
-    out: dict = {"pairs": {}, "split_half": {}}
+    out: dict = {"pairs": {}, "split_half": {}, "measures": {}}
     for a, b in pairs:
         name = f"{a}_vs_{b}"
         out["pairs"][name] = {
             f"k={k}": {"with_target": compare(df, a, b, k=k),
                        "without_target": compare(df, a, b, k=k, exclude=target)}
             for k in min_counts}
+        q, p = pair_roles(a, b)
+        m = measures(df, q, p, min_counts=min_counts, target=target,
+                     n_boot=N_BOOTSTRAP if n_boot is None else n_boot)
+        if m is not None:
+            out["measures"][name] = m
     for s in present:
         if s in COUNTING:
             out["split_half"][s] = {
@@ -82,3 +96,238 @@ def agreement(df: pd.DataFrame, *, min_counts, target: str) -> dict:
                            "without_target": split_half(df, s, k=k, exclude=target)}
                 for k in min_counts}
     return out
+
+
+# ---- distribution measures with bootstrap intervals (issue 11, item 3) --------------------------
+#
+# Correlations of log10 P over a selected set of functions can be high although almost all of
+# q's mass sits on functions far off the diagonal (one dominant point, or a few shared ones,
+# make the correlation).  These measures weigh every function by its probability instead.
+
+N_BOOTSTRAP = 1000  # replicates of every bootstrap (percentile intervals)
+CI_LEVEL = 0.95
+BOOTSTRAP_SEED = 0
+DECADES = (0.5, 1.0)  # "within d decades of the diagonal"
+_Q_ORDER = ("sgd", "nuts", "rejection")  # the sampler whose samples weigh the measures
+_BATCH_ELEMENTS = 2_000_000  # replicates x functions held at once
+_RANGE = {"weighted_sd_log10_ratio": (0.0, np.inf), "frac_within_0.5_decades": (0.0, 1.0),
+          "frac_within_1_decades": (0.0, 1.0), "q_mass_p_known": (0.0, 1.0),
+          "p_mass_covered": (0.0, 1.0), "hellinger": (0.0, 1.0), "pearson": (-1.0, 1.0),
+          "spearman": (-1.0, 1.0)}
+
+
+def pair_roles(a: str, b: str) -> tuple[str, str]:
+    """(q, p) of a pair: q, the sampler under test whose samples weigh the measures, is the
+    first of sgd, nuts, rejection in the pair; p, the reference P_B, is the other."""
+    for s in _Q_ORDER:
+        if s in (a, b):
+            return s, (b if s == a else a)
+    raise ValueError(f"pair ({a}, {b}): expected one counting sampler of {list(_Q_ORDER)}")
+
+
+def _masked_pearson(x, y, m):
+    """Pearson of x vs y over the entries with mask m, row by row; nan with < 3 entries or no
+    spread (as ``correlation``)."""
+    m = m.astype(float)
+    n = m.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.where(m > 0, x, 0.0)
+        y = np.where(m > 0, y, 0.0)
+        dx = (x - (x.sum(1) / n)[:, None]) * m
+        dy = (y - (y.sum(1) / n)[:, None]) * m
+        sxx, syy = (dx * dx).sum(1), (dy * dy).sum(1)
+        r = (dx * dy).sum(1) / np.sqrt(sxx * syy)
+    # no spread: the sums of squares are rounding residue (exact zero is not guaranteed)
+    flat = (sxx <= 1e-24 * np.maximum(1.0, (x * x).sum(1))) | (syy <= 1e-24 * np.maximum(1.0, (y * y).sum(1)))
+    r[(n < 3) | flat] = np.nan
+    return np.clip(r, -1.0, 1.0)
+
+
+def _masked_spearman(x, y, m):
+    # entries outside the mask go to +inf: ranked above every selected entry, they leave the
+    # selected entries' (average) ranks as among themselves, without a per-row loop
+    rx = stats.rankdata(np.where(m, x, np.inf), axis=1)
+    ry = stats.rankdata(np.where(m, y, np.inf), axis=1)
+    return _masked_pearson(rx, ry, m)
+
+
+def _measure_rows(pq, pp, cq, cp, p_counts: bool, ks, target_col):
+    """Every measure for each row (replicate) of the arrays over the joint support.
+
+    ``pq``, ``pp`` (B, n): P_q and P_p of the functions found by q whose P_p is known in the
+    data (P_p = 0 in a replicate that drew none of p's samples on f: unknown there);
+    ``cq``, ``cp``: the replicates' counts (``cp`` unused for a scoring p)."""
+    found_q = pq > 0
+    known = found_q & (pp > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lq = np.where(found_q, np.log10(np.where(found_q, pq, 1.0)), np.nan)
+        lp = np.where(pp > 0, np.log10(np.where(pp > 0, pp, 1.0)), np.nan)
+        lr = np.where(known, lq - lp, 0.0)
+        w = np.where(known, pq, 0.0)
+        mass_known = w.sum(1)
+        mean = (w * lr).sum(1) / mass_known
+        sd = np.sqrt((w * (lr - mean[:, None]) ** 2).sum(1) / mass_known)
+    out = {
+        "weighted_mean_log10_ratio": mean,
+        "weighted_sd_log10_ratio": sd,
+        **{f"frac_within_{d:g}_decades": np.where(known & (np.abs(lr) <= d), pq, 0.0).sum(1)
+           for d in DECADES},
+        "q_mass_p_known": mass_known,
+        "p_mass_covered": np.where(found_q, pp, 0.0).sum(1),
+        "hellinger": np.sqrt(np.clip(1.0 - np.sqrt(pq * pp).sum(1), 0.0, None)),
+    }
+    for k in ks:
+        sel = known & (cq >= k)
+        if p_counts:
+            sel &= cp >= k
+        cols = np.flatnonzero(sel.any(0))  # functions selected in some replicate
+        sel, x, y = sel[:, cols], lq[:, cols], lp[:, cols]
+        t = np.flatnonzero(cols == target_col)
+        for tag in ("with_target", "without_target"):
+            mask = sel
+            if tag == "without_target" and len(t):
+                mask = sel.copy()
+                mask[:, t[0]] = False
+            out[f"pearson_k={k}_{tag}"] = _masked_pearson(x, y, mask)
+            out[f"spearman_k={k}_{tag}"] = _masked_spearman(x, y, mask)
+    return out
+
+
+def _bootstrap(df: pd.DataFrame, q: str, p: str, *, min_counts, target, n_boot: int, seed: int):
+    """(point values, bootstrap replicates, info) of ``measures``; None without rows."""
+    if q not in COUNTING:
+        raise ValueError(f"measures: q must be a counting sampler of {list(COUNTING)}, got {q!r}")
+    sq = df[(df["sampler"] == q) & (df["count"].fillna(0).astype(float) > 0)]
+    sp = df[(df["sampler"] == p) & df["p"].notna()]
+    if sq.empty or sp.empty:
+        return None
+    p_counts = p in COUNTING
+    cq_all = sq["count"].astype(float).to_numpy()
+    wq_all = sq["p"].astype(float).to_numpy() / cq_all  # probability per sample of each function
+    sp_idx = sp.set_index("function")
+    pp_series = sp_idx["p"].astype(float)
+    pp_all = pp_series.reindex(sq["function"]).to_numpy(float)
+    joint = np.isfinite(pp_all) & (pp_all > 0)
+    funcs = sq["function"].to_numpy(object)[joint]
+    cq, wq, pp = cq_all[joint], wq_all[joint], pp_all[joint]
+    # q's functions without a P_p form one category: they only enter through their total mass
+    cq_rest, wq_rest = cq_all[~joint].sum(), (wq_all[~joint] * cq_all[~joint]).sum()
+    if p_counts:
+        cp = sp_idx["count"].astype(float).reindex(funcs).to_numpy(float)
+        wp = pp / cp  # probability per sample (importance weights for NUTS)
+    else:
+        cp = np.zeros(len(funcs))
+    target_col = None
+    if target is not None and target in set(funcs):
+        target_col = int(np.flatnonzero(funcs == target)[0])
+    ks = list(min_counts)
+
+    w_rest = wq_rest / cq_rest if cq_rest else 0.0
+
+    def rows(cq_b, rest_b, cp_b):
+        mass = cq_b * wq
+        pq_b = mass / (mass.sum(1) + rest_b * w_rest)[:, None]
+        pp_b = cp_b * wp if p_counts else np.broadcast_to(pp, cq_b.shape)
+        return _measure_rows(pq_b, pp_b, cq_b, cp_b, p_counts, ks, target_col)
+
+    point = {k: float(v[0]) for k, v in rows(cq[None, :], np.array([cq_rest]), cp[None, :]).items()}
+    boot: dict[str, list] = {k: [] for k in point}
+    rng = np.random.default_rng([seed, zlib.crc32(q.encode()), zlib.crc32(p.encode())])
+    batch = max(1, _BATCH_ELEMENTS // (len(funcs) + 1))
+    n_q = int(round(cq_all.sum()))
+    pq_cat = np.append(cq, cq_rest) / cq_all.sum()
+    if p_counts:
+        n_p = int(round(float(sp["count"].astype(float).sum())))
+        pp_cat = np.append(cp, n_p - cp.sum()) / n_p
+    done = 0
+    while done < n_boot:
+        b = min(batch, n_boot - done)
+        draw_q = rng.multinomial(n_q, pq_cat, size=b).astype(float)
+        cp_b = (rng.multinomial(n_p, pp_cat, size=b)[:, :-1].astype(float) if p_counts
+                else np.zeros((b, len(funcs))))
+        for k, v in rows(draw_q[:, :-1], draw_q[:, -1], cp_b).items():
+            boot[k].append(v)
+        done += b
+    reps = {k: np.concatenate(v) if v else np.zeros(0) for k, v in boot.items()}
+    return point, reps, dict(n_functions_q=int(len(sq)), n_functions_joint=int(len(funcs)),
+                             p_kind="counts" if p_counts else "score")
+
+
+def measures(df: pd.DataFrame, q: str, p: str, *, min_counts=(), target: str | None = None,
+             n_boot: int = N_BOOTSTRAP, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL) -> dict:
+    """Measures of how far P_q (a counting sampler, normally SGD) is from P_p (the reference
+    P_B: rejection counts or GP scores), each with a bootstrap interval.
+
+    With P_q(f), P_p(f) the two samplers' probabilities of function f on E and
+    r(f) = log10 P_q(f) / P_p(f):
+
+    * ``weighted_mean_log10_ratio`` = sum_f P_q(f) r(f) / M and ``weighted_sd_log10_ratio`` =
+      sqrt(sum_f P_q(f) (r(f) - mean)^2 / M), over the functions q found whose P_p is known,
+      M = ``q_mass_p_known`` = their P_q mass (the P_q mass on functions that p's sampler also
+      found, or that the GP scored);
+    * ``frac_within_{0.5,1}_decades`` = sum of P_q(f) over the functions with P_p known and
+      |r(f)| <= 0.5 (1): the fraction of q's samples (SGD runs) near the diagonal, out of
+      *all* of q's samples (a function with P_p unknown counts as not near);
+    * ``p_mass_covered`` = sum of P_p(f) over the functions q found (with a GP p: over those
+      it scored; the P_B mass of the unscored ones is unknown, so this is a lower bound);
+    * ``hellinger`` = sqrt(1 - sum_f sqrt(P_q(f) P_p(f))), the sum over the joint support: a
+      function missing from one side has probability 0 there (its estimate from the counts),
+      so it adds nothing to the Bhattacharyya sum.  For a GP p, the functions it did not score
+      are treated the same way; their true terms are >= 0, so this is an upper bound on H.
+      With counts on both sides, sampling noise alone makes H > 0 (singletons rarely repeat);
+    * ``pearson_k=K_*`` / ``spearman_k=K_*``: the correlations of ``compare`` (functions seen
+      >= K times by every counting side, with and without the target).
+
+    Functions with P_p unknown (q found them; rejection never accepted a network computing
+    them, or the GP did not score them, e.g. beyond ``samplers.gp.max_functions``) are left out
+    of the mean, the sd and the correlations, counted as not near the diagonal, and their P_q
+    mass is 1 - ``q_mass_p_known``.  With rejection, a function P_SGD puts mass on and
+    rejection never found may well be far off the diagonal, so read the mean with that mass.
+
+    Bootstrap: ``n_boot`` replicates (default 1000, seed ``seed`` and the pair's names), 95 %
+    (``level``) *basic* bootstrap intervals [2 v - b_hi, 2 v - b_lo] (b_lo, b_hi: the
+    replicates' percentiles; clipped to the measure's range).  Not the plain percentile
+    interval [b_lo, b_hi]: these plug-in measures are biased (log of a count, the entropy-like
+    sum P_q log P_q), the replicates inherit the bias a second time, and the percentile interval
+    sits off-centre by twice it: in a simulation of 20 functions, 2,000 samples a side and
+    log ratios of sd 0.4 decades, the percentile interval covered the true weighted mean in 81 %
+    of 200 data sets, the basic one in 95.5 %.  In ``tests/test_agreement_measures.py`` (20
+    functions, 5,000 samples a side) the basic intervals covered 93-97 % for every measure but
+    Spearman's, 87 % (noise reorders functions of nearly equal P: a rank correlation's
+    attenuation the bootstrap does not undo).  With many functions seen once or twice (SGD's
+    tail at |S| = 32) no interval of a plug-in measure is calibrated: read them as the
+    sampling noise's size, not as exact 95 % intervals.  A counting sampler's samples are resampled as one
+    multinomial draw over its function counts (its total fixed): SGD runs, rejection's
+    accepted networks; NUTS rows (importance-weighted p) keep each function's weight per
+    sample.  A GP P_p is a deterministic score of the function, not a count: it is held fixed,
+    so the intervals cover the counting sampler's sampling noise only, not EP's error (it errs
+    low by up to ~0.1 decades on probable patterns, ``benchmarks/bench_ep_accuracy.py``) nor the
+    finite-width gap between the network and its NNGP.  Replicates where a measure is undefined
+    (e.g. < 3 functions for a correlation) are left out of its interval; ``n_defined`` says how
+    many remain where that is fewer than ``n_boot``.
+
+    Returns ``{"q", "p", "p_kind" ("counts" or "score"), "n_bootstrap", "ci_level",
+    "n_functions_q", "n_functions_joint", "values": {measure: {"value", "ci": [lo, hi]}}}``, or
+    ``None`` when either sampler has no rows.
+    """
+    res = _bootstrap(df, q, p, min_counts=min_counts, target=target, n_boot=n_boot, seed=seed)
+    if res is None:
+        return None
+    point, reps, info = res
+    lo_q, hi_q = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    values = {}
+    for k, v in point.items():
+        r = reps[k][np.isfinite(reps[k])]
+        ci = None
+        if len(r) and math.isfinite(v):
+            # basic bootstrap: the replicates' spread reflected about the estimate
+            lo, hi = np.clip([2 * v - np.percentile(r, hi_q), 2 * v - np.percentile(r, lo_q)],
+                             *_RANGE.get(k.split("_k=")[0], (-np.inf, np.inf)))
+            ci = [float(lo), float(hi)]
+        entry = {"value": v if math.isfinite(v) else None, "ci": ci}
+        if len(r) < n_boot:
+            entry["n_defined"] = int(len(r))
+        values[k] = entry
+    return {"q": q, "p": p, "p_kind": info["p_kind"], "n_bootstrap": int(n_boot),
+            "ci_level": level, "n_functions_q": info["n_functions_q"],
+            "n_functions_joint": info["n_functions_joint"], "values": values}

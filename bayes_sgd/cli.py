@@ -76,6 +76,15 @@ def _print_summary(summary: dict, out: Path) -> None:
                 lines.append(f"  {pair} {k}: {w['n_functions']} functions, Pearson {w['pearson']:.3f}, "
                              f"Spearman {w['spearman']:.3f} (without target: "
                              f"{wo['pearson'] if wo['pearson'] is None else round(wo['pearson'], 3)})")
+    for pair, m in summary["agreement"].get("measures", {}).items():
+        v = m["values"]
+        mean, within = v["weighted_mean_log10_ratio"], v["frac_within_1_decades"]
+        if mean["value"] is None or mean["ci"] is None:
+            continue
+        lines.append(f"  {pair}: {m['q']}-weighted mean log10 P_{m['q']}/P_{m['p']} "
+                     f"{mean['value']:+.2f} [{mean['ci'][0]:+.2f}, {mean['ci'][1]:+.2f}], "
+                     f"{100 * within['value']:.0f} % of {m['q']} within 1 decade, "
+                     f"{100 * v['q_mass_p_known']['value']:.0f} % with P_{m['p']} known")
     print("\n".join(lines))
 
 

@@ -14,10 +14,10 @@ import pandas as pd
 from scipy import stats
 
 from . import plotting, results
-from .analysis import compare
+from .analysis import COUNTING, compare, measures, pair_roles
 
 __all__ = ["draw_prior", "draw_comparison", "comparison_metrics", "prior_metrics",
-           "mean_test_error"]
+           "mean_test_error", "draw_sensitivity", "sensitivity_metrics", "sensitivity_markdown"]
 
 
 def mean_test_error(df: pd.DataFrame, sampler: str) -> float | None:
@@ -103,6 +103,14 @@ def comparison_metrics(df: pd.DataFrame, summary: dict, x: str = "rejection", y:
         out[f"top_{y}_function"] = {f"P_{y}": _r(w.loc[f, y], 4),
                                     f"P_{x}": _r(w.loc[f, x], 4) if x in w and pd.notna(w.loc[f, x]) else None,
                                     "is_target": f == target}
+    try:
+        q, p = pair_roles(x, y)
+    except ValueError:
+        q = None
+    m = measures(df, q, p) if q in COUNTING else None
+    if m is not None:
+        out["measures"] = {k: {"value": _r(v["value"]), "ci": [_r(c) for c in v["ci"]] if v["ci"] else None}
+                           for k, v in m["values"].items() if "_k=" not in k}
     if "sgd" in summary:
         out["epochs_to_fit_median"] = summary["sgd"].get("epochs_to_fit_median")
         out["sgd_fitted"] = f"{summary['sgd']['n_fitted']}/{summary['sgd']['n_runs']}"
@@ -140,3 +148,131 @@ def draw_comparison(folders: dict[str, Path], *, reference: str | None = None,
         plotting.epochs_by_run(rj, ax=ax)
     fig.tight_layout()
     return fig, metrics
+
+
+# ---- sensitivity study: the measures of analysis.measures, one row per setting ---------------------
+
+SENSITIVITY_MEASURES = (
+    ("weighted_mean_log10_ratio", r"$P_{SGD}$-weighted mean of $\log_{10} P_{SGD}/P_B$"),
+    ("weighted_sd_log10_ratio", "its weighted sd (decades)"),
+    ("frac_within_1_decades", "share of SGD runs within 1 decade"),
+    ("frac_within_0.5_decades", "share within 0.5 decade"),
+    ("hellinger", "Hellinger distance (upper bound)"),
+    ("p_mass_covered", r"$P_B$ mass on SGD's functions"),
+    ("q_mass_p_known", "share of SGD runs with $P_B$ scored"),
+)
+SENSITIVITY_VERDICT = "frac_within_1_decades"
+
+
+def sensitivity_metrics(summary: dict, pair: str = "gp_vs_sgd") -> dict:
+    """One row of the sensitivity table from a run's ``summary.json``: the pair's measures
+    (value and interval) and the run's SGD and GP totals."""
+    m = summary.get("agreement", {}).get("measures", {}).get(pair)
+    sgd, gp = summary.get("sgd", {}), summary.get("gp", {})
+    out = {"measures": ({k: m["values"][k] for k, _ in SENSITIVITY_MEASURES if k in m["values"]}
+                        if m else None),
+           "n_bootstrap": m["n_bootstrap"] if m else None,
+           "sgd_fitted": f"{sgd.get('n_fitted')}/{sgd.get('n_runs')}" if sgd else None,
+           "sgd_n_functions": sgd.get("n_functions"),
+           "epochs_to_fit_median": sgd.get("epochs_to_fit_median"),
+           "gp_n_scored": gp.get("n_functions"), "gp_n_candidates": gp.get("n_candidates"),
+           "gp_log10_P_S": _r(gp.get("log10_P_S")), "gp_mode": gp.get("mode")}
+    return out
+
+
+def _verdict(row: dict, base: dict) -> str:
+    """'nearer' / 'further' when the run's and the base's intervals of the share of SGD runs
+    within 1 decade of the diagonal do not overlap, else 'no clear change'."""
+    try:
+        lo, hi = row["measures"][SENSITIVITY_VERDICT]["ci"]
+        blo, bhi = base["measures"][SENSITIVITY_VERDICT]["ci"]
+    except (KeyError, TypeError):
+        return "n/a"
+    if lo > bhi:
+        return "nearer"
+    if hi < blo:
+        return "further"
+    return "no clear change"
+
+
+def draw_sensitivity(folders: dict[str, Path], *, titles: dict | None = None,
+                     reference: str = "base", pair: str = "gp_vs_sgd"):
+    """One panel per measure, one row per run (value and bootstrap interval), the reference
+    run's value as a dashed line.  Metrics: ``sensitivity_metrics`` of each run and, for every
+    run but the reference, ``verdict`` (``_verdict``) against the reference."""
+    titles = titles or {}
+    metrics = {name: sensitivity_metrics(results.load(f).summary, pair)
+               for name, f in folders.items()}
+    base = metrics.get(reference)
+    for name, row in metrics.items():
+        if name != reference and base is not None:
+            row["verdict"] = _verdict(row, base)
+    names = list(metrics)
+    ncol = 4
+    nrow = math.ceil(len(SENSITIVITY_MEASURES) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 0.32 * len(names) * nrow + 1.4 * nrow),
+                             squeeze=False, sharey=True)
+    ys = list(range(len(names)))[::-1]
+    for ax, (key, label) in zip(axes.flat, SENSITIVITY_MEASURES):
+        for y, name in zip(ys, names):
+            v = (metrics[name]["measures"] or {}).get(key)
+            if not v or v.get("value") is None:
+                continue
+            ci = v.get("ci") or [v["value"], v["value"]]
+            color = {"nearer": "tab:green", "further": "tab:red"}.get(metrics[name].get("verdict"), "k")
+            # a basic bootstrap interval need not contain the estimate (skewed replicates)
+            ax.hlines(y, ci[0], ci[1], color=color, lw=1.5)
+            ax.plot(v["value"], y, "o", color=color, ms=4)
+        if key == "p_mass_covered" and ax.has_data() and ax.get_xlim()[0] > 0:
+            ax.set_xscale("log")  # P_B mass on SGD's functions spans decades between settings
+        bv = ((base or {}).get("measures") or {}).get(key)
+        if bv and bv.get("value") is not None:
+            ax.axvline(bv["value"], color="0.5", ls="--", lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.grid(True, axis="x", alpha=0.3)
+    for ax in axes.flat[len(SENSITIVITY_MEASURES):]:
+        ax.set_axis_off()
+    axes[0, 0].set_yticks(ys)
+    axes[0, 0].set_yticklabels([titles.get(n, n) for n in names], fontsize=8)
+    for r in range(nrow):
+        axes[r, 0].set_yticks(ys)
+        axes[r, 0].set_yticklabels([titles.get(n, n) for n in names], fontsize=8)
+    fig.text(0.01, 0.005, f"green: nearer P_B than {reference}, red: further (intervals of the "
+             "share within 1 decade do not overlap); dashed: the base", fontsize=8)
+    fig.tight_layout(rect=(0, 0.02, 1, 1))
+    return fig, metrics
+
+
+def _fmt(v: dict | None, pct: bool = False) -> str:
+    if not v or v.get("value") is None:
+        return "n/a"
+    if pct:
+        def f(x):
+            return f"{100 * x:.0f} %"
+    elif pct is None:  # signed
+        def f(x):
+            return f"{x:+.2f}"
+    else:
+        def f(x):
+            return f"{x:.2f}"
+    ci = v.get("ci")
+    return f"{f(v['value'])} [{f(ci[0])}, {f(ci[1])}]" if ci else f(v["value"])
+
+
+def sensitivity_markdown(metrics: dict, *, titles: dict | None = None) -> str:
+    """The sensitivity table as markdown: one row per run, value [95 % interval]."""
+    titles = titles or {}
+    head = ("| setting | mean log10 P_SGD/P_B | sd | within 1 decade | within 0.5 | Hellinger "
+            "| P_B mass covered | runs with P_B scored | fitted | functions (scored) | verdict |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, row in metrics.items():
+        m = row.get("measures") or {}
+        lines.append(
+            f"| {titles.get(name, name)} | {_fmt(m.get('weighted_mean_log10_ratio'), None)} "
+            f"| {_fmt(m.get('weighted_sd_log10_ratio'))} "
+            f"| {_fmt(m.get('frac_within_1_decades'), True)} "
+            f"| {_fmt(m.get('frac_within_0.5_decades'), True)} | {_fmt(m.get('hellinger'))} "
+            f"| {_fmt(m.get('p_mass_covered'), True)} | {_fmt(m.get('q_mass_p_known'), True)} "
+            f"| {row.get('sgd_fitted')} | {row.get('sgd_n_functions')} ({row.get('gp_n_scored')}) "
+            f"| {row.get('verdict', 'reference')} |")
+    return "\n".join(lines) + "\n"

@@ -12,10 +12,11 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import COUNTING, compare, wide
+from .analysis import COUNTING, compare, measures, pair_roles, wide
 
 LABELS = {"rejection": r"$P_B(f|S)$ (rejection)", "sgd": r"$P_{SGD}(f|S)$",
           "gp": r"$P_B(f|S)$ (GP-EP)", "nuts": r"$P_B(f|S)$ (NUTS)", "prior": r"$P(f)$"}
+_SHORT = {"sgd": "SGD", "rejection": "B", "gp": "GP", "nuts": "NUTS"}
 
 
 def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 1,
@@ -50,11 +51,38 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
     ax.set_xlabel(LABELS.get(x, x)), ax.set_ylabel(LABELS.get(y, y))
     if annotate:
         r = compare(df, x, y, k=k)
+        lines = []
         if r["pearson"] is not None:
-            ax.text(0.03, 0.97, f"n = {r['n_functions']}\nPearson {r['pearson']:.2f}\n"
-                    f"Spearman {r['spearman']:.2f}", transform=ax.transAxes, va="top",
-                    fontsize=9, bbox=dict(fc="white", alpha=0.8, lw=0))
+            lines += [f"n = {r['n_functions']}", f"Pearson {r['pearson']:.2f}",
+                      f"Spearman {r['spearman']:.2f}"]
+        lines += _measure_lines(df, x, y)
+        if lines:
+            # lower right: below the diagonal, away from SGD's functions when P_SGD > P_B
+            ax.text(0.97, 0.03, "\n".join(lines), transform=ax.transAxes, va="bottom",
+                    ha="right", fontsize=8, bbox=dict(fc="white", alpha=0.8, lw=0))
     return ax
+
+
+def _measure_lines(df: pd.DataFrame, x: str, y: str) -> list[str]:
+    """The weighted mean of log10(P_q/P_p) and the share of q's samples within a decade of the
+    diagonal (``analysis.measures``, point values, all functions: not only the k-selected
+    ones drawn), q the counting sampler of the pair."""
+    try:
+        q, p = pair_roles(x, y)
+    except ValueError:
+        return []
+    m = measures(df, q, p, n_boot=0) if q in COUNTING else None
+    if m is None:
+        return []
+    v = m["values"]
+    mean, within = v["weighted_mean_log10_ratio"]["value"], v["frac_within_1_decades"]["value"]
+    out = []
+    if mean is not None:
+        out.append(f"$\\langle\\log_{{10}} P_{{{_SHORT.get(q, q)}}}/P_{{{_SHORT.get(p, p)}}}"
+                   f"\\rangle$ = {mean:+.2f}")
+    if within is not None:
+        out.append(f"{100 * within:.0f} % of {q} within 1 decade")
+    return out
 
 
 def scatter_panels(df: pd.DataFrame, path: Path | None = None, *, k: int = 1, title: str = ""):

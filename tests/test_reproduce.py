@@ -178,7 +178,7 @@ def test_tiny_figure_end_to_end(tmp_path, capsys):
 # The paper's n = 7 settings as read from the authors' scripts (docs/paper_settings.md): 0/1
 # inputs, all 128 of them, FCN 7-40-40-1 ReLU, sigma_w = sigma_b = 1, |S| = 32, plain SGD
 # lr 0.01 batch 8 with BCE, stop at the first epoch with 100 % training accuracy.
-@pytest.mark.parametrize("name", [n for n, f in FIGURES.items() if f.n7])
+@pytest.mark.parametrize("name", [n for n, f in FIGURES.items() if f.n7 and f.paper_config])
 def test_paper_scale_uses_the_papers_settings(name):
     from bayes_sgd.reproduce import config_path
 
@@ -237,3 +237,80 @@ def test_paper_targets_are_the_authors_seven():
     cfgs = figure_configs("targets_n7", scale="paper")
     assert [(c.task.target, c.task.train_mask) for c in cfgs.values()] == \
         [(t, m) for t, m, _ in PAPER_TARGETS_N7.values()]
+
+
+def test_sensitivity_target_is_the_recorded_draw():
+    """fig_sensitivity_n7.toml's target is what its comment says: the first draw of numpy
+    default_rng(2021) of (4 distinct input bits, 4 of their 16 patterns) with C_LZ in [37, 40]."""
+    import numpy as np
+
+    from bayes_sgd.complexity import lz_complexity
+    from bayes_sgd.tasks import boolean_inputs, parse_target, train_mask
+
+    X = boolean_inputs(7).astype(np.int64)
+    rng = np.random.default_rng(2021)
+    for draw in range(1000):
+        bits = np.sort(rng.choice(7, 4, replace=False))
+        patterns = np.sort(rng.choice(16, 4, replace=False))
+        f = np.isin(X[:, bits] @ (1 << np.arange(3, -1, -1)), patterns).astype(np.uint8)
+        if 37 <= lz_complexity(f) <= 40:
+            break
+    cfgs = figure_configs("sensitivity_n7")
+    base = cfgs["base"]
+    assert (draw, bits.tolist(), patterns.tolist()) == (30, [0, 2, 5, 6], [4, 6, 13, 15])
+    assert base.task.target == "".join(map(str, f))
+    table = parse_target(base.task.target, 7)
+    assert table.sum() == 32 and lz_complexity(table) == 38.5
+    assert table[train_mask(7, train_size=32, seed=0)].sum() == 10
+    # one setting at a time: every run differs from the base in the fields its overrides name
+    def flat(d, pre=""):
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
+        return out
+
+    b = flat(base.to_dict())
+    for run in FIGURES["sensitivity_n7"].runs:
+        if run.name not in cfgs:  # paper scale only: compare with the paper-scale base
+            assert run.name in FIGURES["sensitivity_n7"].paper_only
+            cfg = figure_configs("sensitivity_n7", scale="paper")
+            b_run, cfg = flat(cfg["base"].to_dict()), cfg[run.name]
+        else:
+            b_run, cfg = b, cfgs[run.name]
+        assert cfg.samplers.gp.enabled and not cfg.samplers.rejection.enabled
+        assert cfg.samplers.gp.mode == "joint"
+        changed = {k for k, v in flat(cfg.to_dict()).items() if v != b_run[k]} - {"name"}
+        assert changed == {o.split("=")[0] for o in run.overrides}, run.name
+
+
+@pytest.mark.slow
+def test_sensitivity_figure_end_to_end(tmp_path, monkeypatch):
+    """Two rows of the sensitivity study on a tiny task: the table and the JSON hold each run's
+    summary.json measures, and the verdict follows the intervals.  Slow: two SGD + GP runs
+    (6 min on the 2 shared cores under heavy load when written)."""
+    import dataclasses
+
+    from bayes_sgd import reproduce as rp
+
+    fig = FIGURES["sensitivity_n7"]
+    monkeypatch.setitem(FIGURES, "sensitivity_n7", dataclasses.replace(
+        fig, runs=tuple(r for r in fig.runs if r.name in ("base", "lr0.1"))))
+    ov = ["task.n=5", "task.target=and3", "task.train_size=8", "model.widths=[8]",
+          "samplers.sgd.n_runs=24", "samplers.sgd.max_epochs=3000", "samplers.gp.max_functions=8"]
+    assert rp.reproduce("sensitivity_n7", out=tmp_path, quiet=True, overrides=ov) == 0
+    d = tmp_path / "sensitivity_n7"
+    assert (d / "sensitivity_n7.png").stat().st_size > 10_000
+    report = json.loads((d / "sensitivity_n7.json").read_text())["metrics"]
+    md = (d / "sensitivity_n7.md").read_text().splitlines()
+    assert len(md) == 2 + 2 and md[2].startswith("| base |") and md[3].startswith("| lr 0.1 |")
+    for name in ("base", "lr0.1"):
+        summ = json.loads((d / name / "summary.json").read_text())
+        want = summ["agreement"]["measures"]["gp_vs_sgd"]["values"]
+        got = report[name]["measures"]
+        for key in ("weighted_mean_log10_ratio", "frac_within_1_decades", "hellinger"):
+            assert got[key] == want[key]
+        assert report[name]["sgd_fitted"] == f"{summ['sgd']['n_fitted']}/24"
+    lo, hi = report["lr0.1"]["measures"]["frac_within_1_decades"]["ci"]
+    blo, bhi = report["base"]["measures"]["frac_within_1_decades"]["ci"]
+    want = "nearer" if lo > bhi else "further" if hi < blo else "no clear change"
+    assert report["lr0.1"]["verdict"] == want and md[3].endswith(f"| {want} |")
