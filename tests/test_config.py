@@ -64,7 +64,7 @@ OVERRIDES = [  # (--set item, path, expected value, expected type)
     ("analysis.plot=false", ("analysis", "plot"), False, bool),
     (" samplers.rejection.record_prior = true ", ("samplers", "rejection", "record_prior"), True, bool),
     ("samplers.sgd.momentum=1.0", ("samplers", "sgd", "momentum"), 1.0, float),  # max is inclusive
-    ("task.n=20", ("task", "n"), 20, int),
+    ("task.n=16", ("task", "n"), 16, int),
 ]
 
 
@@ -175,7 +175,7 @@ def test_malformed_toml_and_missing_file(tmp_path):
 def test_file_values_validated_too(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text("[samplers.sgd]\nbatch_size = 0\n")
-    with pytest.raises(ConfigError, match=r"^samplers\.sgd\.batch_size: expected an integer >= 1, got 0$"):
+    with pytest.raises(ConfigError, match=r"^samplers\.sgd\.batch_size: expected an integer in \[1, 10\^6\], got 0$"):
         load_config(f)
     f.write_text("[model]\nwidths = [4]\n")  # a minimal file: everything else defaults
     assert load_config(f).model.widths == [4]
