@@ -151,7 +151,7 @@ def _cfg_json(cfg) -> str:
 
 def _gather(client, futures, on_part, merge_into, show, total, desc, unit, size_of):
     from distributed import as_completed
-    from tqdm.auto import tqdm
+    from .progress import progress as tqdm
 
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not show, dynamic_ncols=True)
     try:

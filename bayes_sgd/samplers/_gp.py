@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm.auto import tqdm
+from ..progress import progress as tqdm  # a bar on a terminal, plain lines in a log
 
 from ..analysis import correlation
 from ..counting import strings_to_bits
