@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             from .reproduce import reproduce
             return reproduce(args.figure, scale=args.scale, out=Path(args.out), quiet=args.quiet)
         cfg = load_config(args.config, args.overrides)
+        from .experiment import checkpoint_seconds
+        from .progress import progress_seconds
+
+        checkpoint_seconds(), progress_seconds()  # bad environment values: before any work
         if args.scheduler is not None:  # a malformed address fails before any work
             from .distributed import check_scheduler_address, connect_seconds
 

@@ -379,10 +379,16 @@ def _cross_validate(cfg: Config) -> None:
 
         try:
             parse_target(cfg.task.target, cfg.task.n)
-            train_mask(cfg.task.n, train_size=cfg.task.train_size, seed=cfg.task.train_seed,
-                       mask=cfg.task.train_mask or None)
+            in_s = train_mask(cfg.task.n, train_size=cfg.task.train_size,
+                              seed=cfg.task.train_seed, mask=cfg.task.train_mask or None)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if (cfg.samplers.gp.enabled and cfg.samplers.gp.mode == "conditional"
+                and m.sigma_b == 0 and in_s[0]):
+            # phi(0) = 0 for every activation: the all-zero input's output is exactly 0
+            raise ConfigError("samplers.gp.mode: 'conditional' fits EP to S, whose all-zero input "
+                              "has zero variance with model.sigma_b = 0; expected 'joint' "
+                              "(which handles it) or sigma_b > 0")
     s = cfg.samplers
     k = s.rejection.output_draws
     if k > 1:
