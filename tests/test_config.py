@@ -266,3 +266,24 @@ def test_dataclass_fields_all_have_specs():
     walk(cfg, "")
     assert len(items) > 50
     assert load_config(None, items) == cfg
+
+
+@pytest.mark.parametrize("arg", [5, 2.5, [1, 2], ("a",), b"path", object()])
+def test_load_config_names_a_non_path_non_mapping(arg):
+    with pytest.raises(ConfigError, match=r"^config: expected a path to a TOML file or a mapping"):
+        load_config(arg)
+
+
+@pytest.mark.parametrize("arg", [5, [1], "text", None])
+def test_config_from_dict_names_a_non_mapping(arg):
+    with pytest.raises(ConfigError, match=r"^config: expected a table \(mapping\) of fields"):
+        config_from_dict(arg)
+
+
+def test_load_config_takes_a_mapping_and_leaves_it_as_is():
+    data = {"seed": 3, "samplers": {"sgd": {"lr": 0.5}}}
+    cfg = load_config(data, ["samplers.sgd.n_runs=7"])
+    assert (cfg.seed, cfg.samplers.sgd.lr, cfg.samplers.sgd.n_runs) == (3, 0.5, 7)
+    assert data == {"seed": 3, "samplers": {"sgd": {"lr": 0.5}}}
+    with pytest.raises(ConfigError, match="^overrides: expected a list"):
+        load_config(data, "seed=1")
