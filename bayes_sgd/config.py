@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ MIN_MC_SAMPLES = 1000  # Monte-Carlo kernel: relative s.e. of K_xx' <= sqrt(2 / 
 MAX_MC_SAMPLES = 10**9
 MAX_NUTS_CHAINS = 1024
 MAX_NUTS_DRAWS = 10**7
+MAX_SEED = 2**63 - 1  # jax.random.key takes a signed 64-bit seed
 GP_BOOLEAN_MAX_N = 12  # the GP's kernel covers all 2^n inputs (2^12: 128 MB, EP O(N^3))
 
 LOSSES = ("bce", "mse")
@@ -64,7 +66,7 @@ class TaskConfig:
                        "most the package handles in bounded time and memory")
     target: str = _spec("and4", help="truth table of 2^n '0'/'1', 'random:SEED' or a preset name")
     train_size: int = _spec(32, min=1, max=MAX_EXAMPLES)
-    train_seed: int = _spec(0, min=0)
+    train_seed: int = _spec(0, min=0, max=MAX_SEED, why="a signed 64-bit seed")
     train_mask: str = _spec("", help="2^n '0'/'1', 1 = in S; overrides train_size")
     # Image tasks
     dataset: str = _spec("digits", choices=("digits", "mnist", "fashion-mnist", "cifar10"))
@@ -167,8 +169,8 @@ class AnalysisConfig:
 
 @dataclass
 class Config:
-    name: str = _spec("boolean_n7")
-    seed: int = _spec(0, min=0)
+    name: str = _spec("boolean_n7", help="the run's name: results/<name> by default")
+    seed: int = _spec(0, min=0, max=MAX_SEED, why="jax.random.key takes a signed 64-bit seed")
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     samplers: SamplersConfig = field(default_factory=SamplersConfig)
@@ -185,7 +187,11 @@ def _describe(tp, meta) -> str:
     origin = get_origin(tp)
     if origin is list:
         (inner,) = get_args(tp)
-        return f"a list of {_describe(inner, meta)}s".replace("an integers", "integers")
+        one = _describe(inner, meta)
+        noun = one.split(" in ")[0].split(" >")[0]  # 'an integer', 'a string', 'one of [...]'
+        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings"}.get(
+            noun, f"values ({noun})")
+        return f"a list of {plural}{one[len(noun):]}"
     text = base.get(tp, str(tp))
     if meta.get("choices"):
         text = f"one of {list(meta['choices'])}"
@@ -306,6 +312,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. samplers.sgd.lr=0.01")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: expected a dotted field name before '=', e.g. "
+                              "samplers.sgd.lr=0.01")
         node = data
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -362,7 +371,13 @@ def config_from_dict(data: Mapping) -> Config:
     return cfg
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def _cross_validate(cfg: Config) -> None:
+    if not _NAME.match(cfg.name):
+        raise ConfigError(f"name: expected 1-100 letters, digits, '.', '_' or '-' (not first), "
+                          f"a folder name under results/, got {cfg.name!r}")
     m = cfg.model
     if m.arch == "cnn":
         n_layers = len(m.filters)
@@ -373,6 +388,13 @@ def _cross_validate(cfg: Config) -> None:
                     f"got {len(getattr(m, name))}")
         if cfg.task.kind != "image":
             raise ConfigError("model.arch: 'cnn' needs task.kind = 'image'")
+    if cfg.task.kind == "image":
+        from .tasks._images import _parse_binarize
+
+        try:
+            _parse_binarize(cfg.task.binarize)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if cfg.task.kind == "boolean":
         # the task's own parsers, so a bad truth table or mask fails here, before any folder
         from .tasks import parse_target, train_mask
