@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from .distributed import SchedulerError
     from .experiment import Interrupted, ResultsFolderError
 
     try:
@@ -43,11 +44,20 @@ def main(argv: list[str] | None = None) -> int:
             from .reproduce import reproduce
             return reproduce(args.figure, scale=args.scale, out=Path(args.out), quiet=args.quiet)
         cfg = load_config(args.config, args.overrides)
+        from .experiment import checkpoint_seconds
+        from .progress import progress_seconds
+
+        checkpoint_seconds(), progress_seconds()  # bad environment values: before any work
+        if args.scheduler is not None:  # a malformed address fails before any work
+            from .distributed import check_scheduler_address, connect_seconds
+
+            check_scheduler_address(args.scheduler)
+            connect_seconds()
         out = Path(args.out or f"results/{cfg.name}")
         from .experiment import run_experiment
 
         summary = run_experiment(cfg, out, show_progress=not args.quiet, scheduler=args.scheduler)
-    except (ConfigError, ResultsFolderError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ResultsFolderError, SchedulerError, ValueError, FileNotFoundError) as e:
         print(f"bayes-sgd: error: {e}", file=sys.stderr)
         return 2
     except Interrupted as e:

@@ -73,7 +73,19 @@ def ones(bits) -> int:
     return int(_as_bits(bits).sum())
 
 
-LZ_BATCH_ROWS = 4096  # rows per compiled call: the batch runs as long as its slowest row
+LZ_BATCH_ROWS = 4096  # most rows per compiled call: the batch runs as long as its slowest row
+# Work per compiled call: an XLA call cannot be interrupted, so rows x n^2 (the Kaspar-Schuster
+# loop is up to O(n^2) steps per row; measured ~1e-9 s per n^2 on one core, 0.6 s for one
+# random 2^14-bit row) is capped to keep every call well under a second; Ctrl-C is seen between
+# calls.  n = 128 keeps 4096 rows a call.
+LZ_CALL_WORK = 1 << 26
+LZ_MAX_BITS = 1 << 12  # longest string C_LZ is computed for in batches (~30 ms a row)
+
+
+def lz_rows_per_call(n: int) -> int:
+    """Rows per compiled call for strings of ``n`` bits: a power of two, 1 to LZ_BATCH_ROWS."""
+    rows = max(1, LZ_CALL_WORK // max(n * n, 1))
+    return int(min(LZ_BATCH_ROWS, 1 << (rows.bit_length() - 1)))
 
 
 def lz76_words_batch(bits: np.ndarray) -> np.ndarray:
@@ -81,19 +93,25 @@ def lz76_words_batch(bits: np.ndarray) -> np.ndarray:
 
     The same Kaspar-Schuster state machine as ``lz76_words``, compiled with JAX and vmapped
     over rows (a ``while_loop`` per row): ~7x faster than the scalar loop on 128-bit truth
-    tables, which matters for the prior's table of millions of functions."""
+    tables, which matters for the prior's table of millions of functions.  Rows go in calls of
+    ``lz_rows_per_call(n)`` (bounded work, so an interrupt is honoured between calls); strings
+    longer than ``LZ_MAX_BITS`` are refused (hours per row at 2^20 bits)."""
     s = np.asarray(bits, np.uint8)
     if s.ndim != 2 or s.shape[1] == 0:
         raise ValueError("bits: expected an (N, n) array of 0/1 with n >= 1")
     N, n = s.shape
+    if n > LZ_MAX_BITS:
+        raise ValueError(f"bits: C_LZ is computed for strings of at most {LZ_MAX_BITS} bits "
+                         f"(its cost grows as n^2: ~0.6 s a row at 2^14), got {n}")
     if n == 1 or N == 0:
         return np.ones(N, np.int64)
+    rows = lz_rows_per_call(n)
     out = np.empty(N, np.int64)
-    for j in range(0, N, LZ_BATCH_ROWS):
-        block = s[j:j + LZ_BATCH_ROWS]
-        if len(block) < LZ_BATCH_ROWS and N > LZ_BATCH_ROWS:  # one compiled shape
-            block = np.pad(block, ((0, LZ_BATCH_ROWS - len(block)), (0, 0)))
-        out[j:j + LZ_BATCH_ROWS] = np.asarray(_lz76_jit()(block, n))[:min(LZ_BATCH_ROWS, N - j)]
+    for j in range(0, N, rows):
+        block = s[j:j + rows]
+        if len(block) < rows and N > rows:  # one compiled shape
+            block = np.pad(block, ((0, rows - len(block)), (0, 0)))
+        out[j:j + rows] = np.asarray(_lz76_jit()(block, n))[:min(rows, N - j)]
     return out
 
 

@@ -7,7 +7,11 @@ TOML file (or the embedded default) with ``--set key=value`` overrides and raise
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
+import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -19,15 +23,36 @@ class ConfigError(ValueError):
 
 
 def _spec(default, *, choices=None, min=None, max=None, help="", default_factory=None,
-          allow_empty=False, exclusive_min=False):
+          allow_empty=False, exclusive_min=False, why=""):
     meta = {"choices": choices, "min": min, "max": max, "help": help, "allow_empty": allow_empty,
-            "exclusive_min": exclusive_min}
+            "exclusive_min": exclusive_min, "why": why}
     if default_factory is not None:
         return field(default_factory=default_factory, metadata=meta)
     return field(default=default, metadata=meta)
 
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad", "rmsprop")
+
+# Upper bounds on counts and sizes.  Each is far beyond any study the package is meant for (the
+# paper's largest: 10^8 random-init samples, 10^5-10^6 SGD runs, widths 1024, |S| <= 10^4) and
+# exists so that a typo such as n_runs = 10**12 gets one clear error instead of hours of work or
+# memory in proportion to it (the run lists, per-run records and chunk bookkeeping scale with
+# the totals).
+MAX_REJECTION_SAMPLES = 10**11  # ~11 days at the measured 10^5 samples/s on 2 CPU cores
+MAX_SGD_RUNS = 10**7  # ~3 h at ~10^3 runs/s; one record per run is kept and written
+MAX_EPOCHS = 10**6
+MAX_CHUNK = 1 << 24  # networks (or slots) per batch
+MAX_REJECTION_CHUNKS = 10**7  # n_samples / chunk_size: one done-flag per chunk is kept
+MAX_EXAMPLES = 10**6  # |S|, |E|, batch size (MNIST/CIFAR splits have <= 6 * 10^4)
+MAX_WIDTH = 1 << 16
+MAX_GP_FUNCTIONS = 10**6  # one orthant probability (an EP fit) per function
+MIN_MC_SAMPLES = 1000  # Monte-Carlo kernel: relative s.e. of K_xx' <= sqrt(2 / n) = 4.5 %
+MAX_MC_SAMPLES = 10**9
+MAX_NUTS_CHAINS = 1024
+MAX_NUTS_DRAWS = 10**7
+MAX_SEED = 2**63 - 1  # jax.random.key takes a signed 64-bit seed
+GP_BOOLEAN_MAX_N = 12  # the GP's kernel covers all 2^n inputs (2^12: 128 MB, EP O(N^3))
+
 LOSSES = ("bce", "mse")
 
 
@@ -35,10 +60,13 @@ LOSSES = ("bce", "mse")
 class TaskConfig:
     kind: str = _spec("boolean", choices=("boolean", "image"))
     # Boolean tasks
-    n: int = _spec(7, min=1, max=20, help="number of input bits")
+    n: int = _spec(7, min=1, max=16, help="number of input bits",
+                   why="every input is enumerated and each sampled function is a truth table of "
+                       "2^n bits, stored, counted and compared whole; 2^16 = 65,536 bits is the "
+                       "most the package handles in bounded time and memory")
     target: str = _spec("and4", help="truth table of 2^n '0'/'1', 'random:SEED' or a preset name")
-    train_size: int = _spec(32, min=1)
-    train_seed: int = _spec(0, min=0)
+    train_size: int = _spec(32, min=1, max=MAX_EXAMPLES)
+    train_seed: int = _spec(0, min=0, max=MAX_SEED, why="a signed 64-bit seed")
     train_mask: str = _spec("", help="2^n '0'/'1', 1 = in S; overrides train_size")
     encoding: str = _spec("binary", choices=("binary", "pm1"),
                           help="Boolean inputs: bits b in {0, 1}, or 2b - 1 in {-1, +1} (the "
@@ -53,7 +81,7 @@ class TaskConfig:
     test_split: str = _spec("", choices=("", "train", "test"),
                             help="split E is drawn from ('' = the same split as S, disjoint)")
     binarize: str = _spec("threshold:5", help="threshold:T (label >= T -> 1) or parity")
-    test_size: int = _spec(100, min=1)
+    test_size: int = _spec(100, min=1, max=MAX_EXAMPLES)
     corrupt_fraction: float = _spec(0.0, min=0.0, max=1.0)
     scale: str = _spec("unit", choices=("unit", "standardize"))
 
@@ -61,18 +89,19 @@ class TaskConfig:
 @dataclass
 class ModelConfig:
     arch: str = _spec("fcn", choices=("fcn", "cnn"))
-    widths: list[int] = _spec(None, default_factory=lambda: [40, 40], min=1)
+    widths: list[int] = _spec(None, default_factory=lambda: [40, 40], min=1, max=MAX_WIDTH)
     activation: str = _spec("relu", choices=("relu", "tanh", "erf", "linear"))
     sigma_w: float = _spec(1.0, min=0.0)
     sigma_b: float = _spec(1.0, min=0.0)
     # CNN
-    filters: list[int] = _spec(None, default_factory=lambda: [32, 32, 32, 32], min=1)
+    filters: list[int] = _spec(None, default_factory=lambda: [32, 32, 32, 32], min=1,
+                               max=MAX_WIDTH)
     kernel_sizes: list[int] = _spec(None, default_factory=lambda: [5, 2, 5, 2], min=1)
     strides: list[int] = _spec(None, default_factory=lambda: [1, 1, 1, 1], min=1)
     padding: list[str] = _spec(None, default_factory=lambda: ["VALID", "SAME", "VALID", "SAME"],
                                choices=("VALID", "SAME"))
     pooling: str = _spec("none", choices=("none", "max", "avg"))
-    dense_widths: list[int] = _spec(None, default_factory=list, min=1, allow_empty=True,
+    dense_widths: list[int] = _spec(None, default_factory=list, min=1, max=MAX_WIDTH, allow_empty=True,
                                     help="CNN hidden dense layers after the conv stack; [] = "
                                          "linear readout (the paper's CNN)")
 
@@ -80,25 +109,25 @@ class ModelConfig:
 @dataclass
 class RejectionConfig:
     enabled: bool = _spec(True)
-    n_samples: int = _spec(2_000_000, min=1)
-    chunk_size: int = _spec(0, min=0, help="networks per batch; 0 = choose from memory")
+    n_samples: int = _spec(2_000_000, min=1, max=MAX_REJECTION_SAMPLES)
+    chunk_size: int = _spec(0, min=0, max=MAX_CHUNK, help="networks per batch; 0 = choose from memory")
     record_prior: bool = _spec(False, help="also count P(f) on all 2^n inputs")
-    output_draws: int = _spec(1, min=1, help="output layers per hidden-layer draw; > 1: samples "
+    output_draws: int = _spec(1, min=1, max=MAX_CHUNK, help="output layers per hidden-layer draw; > 1: samples "
                               "not independent (ESS reported), FCN only, without record_prior")
 
 
 @dataclass
 class SGDConfig:
     enabled: bool = _spec(True)
-    n_runs: int = _spec(2000, min=1)
+    n_runs: int = _spec(2000, min=1, max=MAX_SGD_RUNS)
     optimizer: str = _spec("sgd", choices=OPTIMIZERS)
     lr: float = _spec(0.1, min=0.0)
     momentum: float = _spec(0.9, min=0.0, max=1.0)
-    batch_size: int = _spec(8, min=1)
+    batch_size: int = _spec(8, min=1, max=MAX_EXAMPLES)
     loss: str = _spec("bce", choices=LOSSES)
-    max_epochs: int = _spec(2000, min=1)
-    epochs_after_fit: int = _spec(0, min=0)
-    slots: int = _spec(0, min=0, help="networks trained at once; 0 = choose from the task")
+    max_epochs: int = _spec(2000, min=1, max=MAX_EPOCHS)
+    epochs_after_fit: int = _spec(0, min=0, max=MAX_EPOCHS)
+    slots: int = _spec(0, min=0, max=MAX_CHUNK, help="networks trained at once; 0 = choose from the task")
     sgld_temperature: float = _spec(0.0, min=0.0, help="> 0 adds Langevin noise (SGLD)")
 
 
@@ -108,9 +137,13 @@ class GPConfig:
     method: str = _spec("ep", choices=("ep", "exact", "minimax-tilting"))
     mode: str = _spec("joint", choices=("joint", "conditional"))
     kernel: str = _spec("analytic", choices=("analytic", "monte-carlo"))
-    mc_samples: int = _spec(20000, min=1)
-    tilting_samples: int = _spec(10000, min=10)
-    max_functions: int = _spec(2000, min=1, help="most frequent functions to score")
+    mc_samples: int = _spec(20000, min=MIN_MC_SAMPLES, max=MAX_MC_SAMPLES,
+                            help="networks in the Monte-Carlo kernel",
+                            why=f"the Monte-Carlo kernel's entries have relative standard error "
+                                f"up to sqrt(2 / mc_samples): 4.5 % at {MIN_MC_SAMPLES}; fewer "
+                                f"networks than inputs make it singular")
+    tilting_samples: int = _spec(10000, min=10, max=MAX_MC_SAMPLES)
+    max_functions: int = _spec(2000, min=1, max=MAX_GP_FUNCTIONS, help="most frequent functions to score")
     prior_min_count: int = _spec(10, min=1, help="with rejection.record_prior (Boolean): GP "
                                  "P(f) of prior functions seen at least this often")
 
@@ -120,10 +153,10 @@ class NUTSConfig:
     enabled: bool = _spec(False)
     beta: float = _spec(30.0, min=0.0, exclusive_min=True,
                         help="likelihood temperature: Bernoulli(y | logits = beta f)")
-    num_chains: int = _spec(4, min=1)
-    num_warmup: int = _spec(500, min=1)
-    num_samples: int = _spec(1000, min=1)
-    thin: int = _spec(1, min=1)
+    num_chains: int = _spec(4, min=1, max=MAX_NUTS_CHAINS)
+    num_warmup: int = _spec(500, min=1, max=MAX_NUTS_DRAWS)
+    num_samples: int = _spec(1000, min=1, max=MAX_NUTS_DRAWS)
+    thin: int = _spec(1, min=1, max=MAX_NUTS_DRAWS)
 
 
 @dataclass
@@ -142,8 +175,8 @@ class AnalysisConfig:
 
 @dataclass
 class Config:
-    name: str = _spec("boolean_n7")
-    seed: int = _spec(0, min=0)
+    name: str = _spec("boolean_n7", help="the run's name: results/<name> by default")
+    seed: int = _spec(0, min=0, max=MAX_SEED, why="jax.random.key takes a signed 64-bit seed")
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     samplers: SamplersConfig = field(default_factory=SamplersConfig)
@@ -160,16 +193,30 @@ def _describe(tp, meta) -> str:
     origin = get_origin(tp)
     if origin is list:
         (inner,) = get_args(tp)
-        return f"a list of {_describe(inner, meta)}s".replace("an integers", "integers")
+        one = _describe(inner, meta)
+        noun = one.split(" in ")[0].split(" >")[0]  # 'an integer', 'a string', 'one of [...]'
+        plural = {"an integer": "integers", "a number": "numbers", "a string": "strings"}.get(
+            noun, f"values ({noun})")
+        return f"a list of {plural}{one[len(noun):]}"
     text = base.get(tp, str(tp))
     if meta.get("choices"):
         text = f"one of {list(meta['choices'])}"
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and hi is not None:
-        text += f" in [{lo}, {hi}]"
+        text += f" in [{_fmt(lo)}, {_fmt(hi)}]"
     elif lo is not None:
         text += f" > {lo}" if meta.get("exclusive_min") else f" >= {lo}"
     return text
+
+
+def _fmt(v) -> str:
+    """Large bounds as powers (10^11 rather than 100000000000)."""
+    if isinstance(v, int) and v >= 1 << 16:
+        for base in (10, 2):
+            k = round(math.log(v, base))
+            if base**k == v:
+                return f"{base}^{k}"
+    return str(v)
 
 
 def _coerce_scalar(path, tp, meta, value):
@@ -185,9 +232,13 @@ def _coerce_scalar(path, tp, meta, value):
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad()
-        value = float(value)
-        if value != value:
-            raise bad()
+        try:
+            value = float(value)
+        except OverflowError:  # an integer beyond float range
+            raise bad() from None
+        if not math.isfinite(value):  # nan, inf: no field takes them
+            raise ConfigError(f"{path}: expected a finite number "
+                              f"{_describe(tp, meta).removeprefix('a number').strip()}, got {value!r}")
     elif tp is str:
         if not isinstance(value, str):
             raise bad()
@@ -195,9 +246,15 @@ def _coerce_scalar(path, tp, meta, value):
         raise bad()
     if meta.get("min") is not None and (value < meta["min"] or (
             meta.get("exclusive_min") and value == meta["min"])):
-        raise bad()
+        raise ConfigError(f"{bad()} ({meta['why']})") if meta.get("why") else bad()
     if meta.get("max") is not None and value > meta["max"]:
-        raise bad()
+        e = bad()
+        if meta.get("why"):
+            e = ConfigError(f"{e} ({meta['why']})")
+        elif isinstance(meta["max"], int) and meta["max"] >= 1000:
+            e = ConfigError(f"{e} (an upper bound far beyond any study, against typos that would "
+                            f"take hours or memory in proportion; see bayes_sgd/config.py)")
+        raise e
     return value
 
 
@@ -261,6 +318,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. samplers.sgd.lr=0.01")
         key, text = item.split("=", 1)
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item!r}: expected a dotted field name before '=', e.g. "
+                              "samplers.sgd.lr=0.01")
         node = data
         for p in parts[:-1]:
             node = node.setdefault(p, {})
@@ -274,25 +334,56 @@ def default_config_path() -> Path:
     return Path(str(resources.files("bayes_sgd") / "experiments" / "boolean_n7.toml"))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Read a TOML config (the embedded n=7 default when ``path`` is None) and validate it."""
+def load_config(path: str | Path | Mapping | None = None,
+                overrides: list[str] | None = None) -> Config:
+    """Read a TOML config (the embedded n=7 default when ``path`` is None; a mapping is taken as
+    the config's contents) and validate it."""
+    if overrides is not None and (isinstance(overrides, (str, bytes))
+                                  or not all(isinstance(o, str) for o in overrides)):
+        raise ConfigError(f"overrides: expected a list of 'key=value' strings, got {overrides!r}")
+    if isinstance(path, Mapping):
+        return config_from_dict(apply_overrides(_plain(path), overrides or []))
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ConfigError(f"config: expected a path to a TOML file or a mapping of fields, got "
+                          f"{type(path).__name__} {path!r:.60}")
     path = Path(path) if path else default_config_path()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config: file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config: {path} is a directory; expected a TOML file") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config: {path} is not UTF-8 text (byte {e.start}); TOML files "
+                          "must be UTF-8") from None
+    except OSError as e:
+        raise ConfigError(f"config: {path} cannot be read ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML: {e}") from None
     return config_from_dict(apply_overrides(data, overrides or []))
 
 
-def config_from_dict(data: dict) -> Config:
-    cfg = _build(Config, data, "")
+def _plain(data: Mapping) -> dict:
+    """A mutable copy of nested mappings (overrides write into it; the caller's stays as is)."""
+    return {k: _plain(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def config_from_dict(data: Mapping) -> Config:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a table (mapping) of fields, got "
+                          f"{type(data).__name__} {data!r:.60}")
+    cfg = _build(Config, _plain(data), "")
     _cross_validate(cfg)
     return cfg
 
 
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def _cross_validate(cfg: Config) -> None:
+    if not _NAME.match(cfg.name):
+        raise ConfigError(f"name: expected 1-100 letters, digits, '.', '_' or '-' (not first), "
+                          f"a folder name under results/, got {cfg.name!r}")
     m = cfg.model
     if m.arch == "cnn":
         n_layers = len(m.filters)
@@ -303,16 +394,30 @@ def _cross_validate(cfg: Config) -> None:
                     f"got {len(getattr(m, name))}")
         if cfg.task.kind != "image":
             raise ConfigError("model.arch: 'cnn' needs task.kind = 'image'")
+    if cfg.task.kind == "image":
+        from .tasks._images import _parse_binarize
+
+        try:
+            _parse_binarize(cfg.task.binarize)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if cfg.task.kind == "boolean":
         # the task's own parsers, so a bad truth table or mask fails here, before any folder
         from .tasks import parse_target, train_mask
 
         try:
             parse_target(cfg.task.target, cfg.task.n)
-            train_mask(cfg.task.n, train_size=cfg.task.train_size, seed=cfg.task.train_seed,
-                       mask=cfg.task.train_mask or None, drop_zero_input=cfg.task.drop_zero_input)
+            in_s = train_mask(cfg.task.n, train_size=cfg.task.train_size,
+                              seed=cfg.task.train_seed, mask=cfg.task.train_mask or None,
+                              drop_zero_input=cfg.task.drop_zero_input)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if (cfg.samplers.gp.enabled and cfg.samplers.gp.mode == "conditional"
+                and m.sigma_b == 0 and cfg.task.encoding == "binary" and in_s[0]):
+            # phi(0) = 0 for every activation: the all-zero input's output is exactly 0
+            raise ConfigError("samplers.gp.mode: 'conditional' fits EP to S, whose all-zero input "
+                              "has zero variance with model.sigma_b = 0; expected 'joint' "
+                              "(which handles it) or sigma_b > 0")
     s = cfg.samplers
     k = s.rejection.output_draws
     if k > 1:
@@ -325,6 +430,20 @@ def _cross_validate(cfg: Config) -> None:
         if s.rejection.chunk_size % k:
             raise ConfigError(f"samplers.rejection.chunk_size: expected a multiple of "
                               f"output_draws = {k} (or 0), got {s.rejection.chunk_size}")
+    if s.rejection.chunk_size and (
+            n_chunks := -(-s.rejection.n_samples // s.rejection.chunk_size)) > MAX_REJECTION_CHUNKS:
+        raise ConfigError(
+            f"samplers.rejection.chunk_size: expected at most {_fmt(MAX_REJECTION_CHUNKS)} chunks "
+            f"of n_samples = {s.rejection.n_samples:,} (a done-flag is kept per chunk), got "
+            f"{n_chunks:,} chunks of {s.rejection.chunk_size}; use a larger chunk_size or 0 (automatic)")
+    if s.nuts.enabled and m.arch != "fcn":
+        raise ConfigError(f"samplers.nuts.enabled: NUTS samples the weights of an FCN only; "
+                          f"expected false with model.arch = {m.arch!r}")
+    if s.gp.enabled and cfg.task.kind == "boolean" and cfg.task.n > GP_BOOLEAN_MAX_N:
+        raise ConfigError(
+            f"samplers.gp.enabled: the GP's kernel covers all 2^n inputs of a Boolean task "
+            f"(2^{cfg.task.n} x 2^{cfg.task.n} here) and EP costs O(2^(3n)) per function; expected "
+            f"false with task.n > {GP_BOOLEAN_MAX_N}, or task.n <= {GP_BOOLEAN_MAX_N}")
     if not (s.rejection.enabled or s.sgd.enabled or s.nuts.enabled):
         raise ConfigError("samplers: expected at least one of rejection, sgd, nuts enabled")
     _validate_boolean_inputs(cfg)
@@ -349,10 +468,3 @@ def _validate_boolean_inputs(cfg: Config) -> None:
         raise ConfigError("samplers.rejection.record_prior: expected false with "
                           "task.drop_zero_input = true (the prior is counted over all 2^n "
                           "inputs), got true")
-    if (s.gp.enabled and cfg.model.sigma_b == 0 and t.encoding == "binary"
-            and not t.drop_zero_input):
-        # K(0, 0) = 0 and the angle between 0 and any input is 0/0: the kernel is NaN there
-        raise ConfigError("samplers.gp.enabled: the NNGP kernel is undefined at the all-zero "
-                          "input when model.sigma_b = 0 with 0/1 inputs; set "
-                          "task.drop_zero_input = true (the authors' choice) or task.encoding = "
-                          "'pm1', got enabled = true")

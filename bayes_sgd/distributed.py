@@ -20,29 +20,88 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from contextlib import contextmanager
 from functools import lru_cache
 
 from .counting import FunctionCounter
 
 REJECTION_BLOCK = 32  # chunks per task (about a second of work on one CPU core at n = 7)
+CONNECT_SECONDS = 20.0  # default; BAYES_SGD_SCHEDULER_TIMEOUT overrides it
+MAX_LOCAL_WORKERS = 1024
+
+_ADDRESS = re.compile(r"^(?:(tcp|tls)://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)"
+                      r":(\d{1,5})$")
+
+
+class SchedulerError(RuntimeError):
+    """The Dask scheduler given by ``--scheduler`` is malformed, unreachable or refused us."""
+
+
+def check_scheduler_address(address: str) -> str:
+    """``address`` if it is ``local``, ``local:N`` or ``[tcp|tls://]HOST:PORT`` (port 1-65535),
+    else ``SchedulerError`` naming it (before any work or connection)."""
+    if not isinstance(address, str):
+        raise SchedulerError(f"--scheduler: expected an address string, got {address!r}")
+    text = address.strip()
+    if text == "local":
+        return text
+    if text.startswith("local:"):
+        n = text.split(":", 1)[1]
+        if not n.isdigit() or not 1 <= int(n) <= MAX_LOCAL_WORKERS:
+            raise SchedulerError(f"--scheduler {address}: expected local:N with N in "
+                                 f"[1, {MAX_LOCAL_WORKERS}] worker processes")
+        return text
+    m = _ADDRESS.match(text)
+    if m is None or not 1 <= int(m.group(4)) <= 65535:
+        raise SchedulerError(f"--scheduler {address!r}: expected tcp://HOST:PORT (port 1-65535), "
+                             "local or local:N")
+    return text
+
+
+def connect_seconds() -> float:
+    """Seconds to wait for the scheduler: ``$BAYES_SGD_SCHEDULER_TIMEOUT`` if set (> 0), else 20."""
+    text = os.environ.get("BAYES_SGD_SCHEDULER_TIMEOUT", "").strip()
+    if not text:
+        return CONNECT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 3600:
+        raise SchedulerError(f"BAYES_SGD_SCHEDULER_TIMEOUT: expected seconds in (0, 3600), "
+                             f"got {text!r}")
+    return value
 
 
 @contextmanager
 def _client(scheduler):
-    """A ``distributed.Client`` for an address, ``local[:N]``, or an existing Client/cluster."""
+    """A ``distributed.Client`` for an address, ``local[:N]``, or an existing Client/cluster.
+
+    An address that cannot be reached within ``connect_seconds()`` (refused, unroutable, not a
+    scheduler) raises ``SchedulerError`` naming it; Dask's own retries stop at that limit."""
     from distributed import Client, LocalCluster
 
     if isinstance(scheduler, Client):
         yield scheduler
         return
-    if isinstance(scheduler, str) and (scheduler == "local" or scheduler.startswith("local:")):
+    scheduler = check_scheduler_address(scheduler)
+    if scheduler == "local" or scheduler.startswith("local:"):
         n = int(scheduler.split(":", 1)[1]) if ":" in scheduler else None
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
         return
-    with Client(scheduler) as client:
+    timeout = connect_seconds()
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as e:  # refused, timed out, bad host name
+        raise SchedulerError(
+            f"--scheduler {scheduler}: could not connect within {timeout:g} s "
+            f"({str(e).splitlines()[0] if str(e) else type(e).__name__}); start the scheduler "
+            "or omit --scheduler, then rerun the same command to resume") from None
+    with client:
         yield client
 
 
@@ -92,7 +151,7 @@ def _cfg_json(cfg) -> str:
 
 def _gather(client, futures, on_part, merge_into, show, total, desc, unit, size_of):
     from distributed import as_completed
-    from tqdm.auto import tqdm
+    from .progress import progress as tqdm
 
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not show, dynamic_ncols=True)
     try:

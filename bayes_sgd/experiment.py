@@ -27,7 +27,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from .progress import progress as tqdm  # a bar on a terminal, plain lines in a log
 
 from . import __version__
 from .analysis import agreement

@@ -3,14 +3,15 @@
 Columns: ``sampler``, ``function`` (bit string on E; on all 2^n inputs for ``prior``),
 ``count`` (with ``count_half0``/``count_half1`` for the split-half ceiling), ``p``,
 ``log10_p``, ``log10_p_err`` (GP estimates), ``lz`` (C_LZ of the full truth table: target on
-S, f on E), ``ones`` and ``test_error`` (fraction of E where f differs from the target).
+S, f on E; nan beyond ``LZ_MAX_BITS`` = 2^12 bits), ``ones`` and ``test_error`` (fraction
+of E where f differs from the target).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .complexity import lz_complexity_batch
+from .complexity import LZ_MAX_BITS, lz_complexity_batch
 from .counting import FunctionCounter, bits_to_strings, unpack_bits
 
 COLUMNS = ["sampler", "function", "count", "count_half0", "count_half1", "p", "log10_p",
@@ -38,7 +39,7 @@ def counter_frame(sampler: str, counter: FunctionCounter, task, *, full_table: b
     else:
         lz_bits = task.full_table(bits)
         err = (bits != task.y_test).mean(1) if len(bits) else np.zeros(0)
-    lz = lz_complexity_batch(lz_bits) if len(bits) else np.zeros(0)
+    lz = _lz(lz_bits)
     return pd.DataFrame({
         "sampler": sampler, "function": bits_to_strings(bits), "count": c,
         "count_half0": counts[:, 0], "count_half1": counts[:, 1], "p": p,
@@ -47,11 +48,21 @@ def counter_frame(sampler: str, counter: FunctionCounter, task, *, full_table: b
         "ones": bits.sum(1).astype(np.int64), "test_error": err}, columns=COLUMNS)
 
 
+def _lz(bits: np.ndarray) -> np.ndarray:
+    """C_LZ of each row; nan for tables longer than ``LZ_MAX_BITS`` (Boolean n > 12), whose
+    C_LZ would take seconds to hours per function."""
+    if not len(bits):
+        return np.zeros(0)
+    if bits.shape[1] > LZ_MAX_BITS:
+        return np.full(len(bits), np.nan)
+    return lz_complexity_batch(bits)
+
+
 def estimate_frame(sampler: str, functions: list[str], log10_p, log10_p_err, task) -> pd.DataFrame:
     """Rows for an estimator that scores given functions (e.g. the GP) instead of counting."""
     bits = np.array([np.frombuffer(f.encode(), np.uint8) - 48 for f in functions], np.uint8)
     bits = bits.reshape(len(functions), task.n_test)
-    lz = lz_complexity_batch(task.full_table(bits)) if len(bits) else np.zeros(0)
+    lz = _lz(task.full_table(bits))
     log10_p = np.asarray(log10_p, float)
     return pd.DataFrame({
         "sampler": sampler, "function": functions, "count": pd.NA, "count_half0": pd.NA,

@@ -106,8 +106,8 @@ def _paper_target_runs():
 # |S| = 32, stop at the fit).  Every row is its own SGD-only run with GP-EP P_B for the
 # functions it found (rows that change sigma_b, the width or |S| change P_B too).  |S| 16 and 64
 # draw their own S with train_seed 0 (not a subset or superset of the base's 32 inputs).
-# sigma_b = 0 comes last: the NNGP kernel is NaN at the all-zero input with sigma_b = 0 until
-# the fix of issue 13 is merged, and a failing run stops `reproduce` (the rows before it stay).
+# sigma_b = 0 keeps the all-zero input (every network outputs exactly 0 there: label 0); the
+# GP's kernel row there is the limit 0 and joint mode gives P = 0 to functions labelling it 1.
 #
 # GP mode: joint, P_B(f|S) = P(S and f) / P(S), the paper's quantity.  The conditional mode
 # (EP fitted to S, f scored under the Gaussian EP predictive) is cheaper (0.05 vs 0.08 s per

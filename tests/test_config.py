@@ -64,7 +64,7 @@ OVERRIDES = [  # (--set item, path, expected value, expected type)
     ("analysis.plot=false", ("analysis", "plot"), False, bool),
     (" samplers.rejection.record_prior = true ", ("samplers", "rejection", "record_prior"), True, bool),
     ("samplers.sgd.momentum=1.0", ("samplers", "sgd", "momentum"), 1.0, float),  # max is inclusive
-    ("task.n=20", ("task", "n"), 20, int),
+    ("task.n=16", ("task", "n"), 16, int),
 ]
 
 
@@ -175,7 +175,7 @@ def test_malformed_toml_and_missing_file(tmp_path):
 def test_file_values_validated_too(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text("[samplers.sgd]\nbatch_size = 0\n")
-    with pytest.raises(ConfigError, match=r"^samplers\.sgd\.batch_size: expected an integer >= 1, got 0$"):
+    with pytest.raises(ConfigError, match=r"^samplers\.sgd\.batch_size: expected an integer in \[1, 10\^6\], got 0$"):
         load_config(f)
     f.write_text("[model]\nwidths = [4]\n")  # a minimal file: everything else defaults
     assert load_config(f).model.widths == [4]
@@ -266,3 +266,24 @@ def test_dataclass_fields_all_have_specs():
     walk(cfg, "")
     assert len(items) > 50
     assert load_config(None, items) == cfg
+
+
+@pytest.mark.parametrize("arg", [5, 2.5, [1, 2], ("a",), b"path", object()])
+def test_load_config_names_a_non_path_non_mapping(arg):
+    with pytest.raises(ConfigError, match=r"^config: expected a path to a TOML file or a mapping"):
+        load_config(arg)
+
+
+@pytest.mark.parametrize("arg", [5, [1], "text", None])
+def test_config_from_dict_names_a_non_mapping(arg):
+    with pytest.raises(ConfigError, match=r"^config: expected a table \(mapping\) of fields"):
+        config_from_dict(arg)
+
+
+def test_load_config_takes_a_mapping_and_leaves_it_as_is():
+    data = {"seed": 3, "samplers": {"sgd": {"lr": 0.5}}}
+    cfg = load_config(data, ["samplers.sgd.n_runs=7"])
+    assert (cfg.seed, cfg.samplers.sgd.lr, cfg.samplers.sgd.n_runs) == (3, 0.5, 7)
+    assert data == {"seed": 3, "samplers": {"sgd": {"lr": 0.5}}}
+    with pytest.raises(ConfigError, match="^overrides: expected a list"):
+        load_config(data, "seed=1")

@@ -117,7 +117,8 @@ def load_fashion_mnist(split: str = "train", *, path=None):
         raise FileNotFoundError(
             f"Fashion-MNIST {split} split not found: expected {stems[0]}[.gz] and {stems[1]}[.gz] "
             f"in {directory}. Install Debian's package (apt-get install dataset-fashion-mnist, which "
-            f"puts them in {FASHION_MNIST_DIR}), or pass path=... / set BAYES_SGD_FASHION_MNIST_DIR."
+            f"puts them in {FASHION_MNIST_DIR}), or point task.data_path (bayes-sgd --set "
+            f"task.data_path=DIR; path=... in Python) or BAYES_SGD_FASHION_MNIST_DIR at them."
         )
     # No checksum: Debian's gzip files differ byte-wise from upstream's (recompressed), so only
     # the structure, sizes and labels are checked.
@@ -151,15 +152,18 @@ def load_mnist(split: str = "train", *, path=None, download: bool = False, cache
     if files is None:
         raise FileNotFoundError(
             f"MNIST {split} split not found: expected {stems[0]}[.gz] and {stems[1]}[.gz] in "
-            f"{' or '.join(str(d) for d in dirs)}. Pass path=..., set BAYES_SGD_MNIST_DIR, "
-            f"or use download=True (needs network access)."
+            f"{' or '.join(str(d) for d in dirs)}. Point task.data_path (bayes-sgd --set "
+            f"task.data_path=DIR; path=... in Python) or BAYES_SGD_MNIST_DIR at a folder holding "
+            f"them; the command line does not download (in Python: load_mnist(..., download=True), "
+            f"which needs network access)."
         )
     if verify:
         for f in files:
             if f.name in MNIST_MD5 and (got := _md5(f)) != MNIST_MD5[f.name]:
                 raise DatasetFormatError(
                     f"{f}: md5 {got} does not match the canonical MNIST checksum {MNIST_MD5[f.name]} "
-                    f"(corrupt or a different file; pass verify=False to skip)"
+                    f"(corrupt or a different file: replace it with the canonical file; in Python, "
+                    f"verify=False skips the check)"
                 )
     return _validated_pair(*files, image_shape=(28, 28))
 
@@ -244,7 +248,7 @@ def load_cifar10(split: str = "train", *, path):
     if missing:
         raise FileNotFoundError(
             f"CIFAR-10 {split} split: {', '.join(missing)} not found in {directory} "
-            "(expected the extracted python version, cifar-10-batches-py)"
+            "(expected the extracted python version, cifar-10-batches-py; set task.data_path)"
         )
     parts = [_read_cifar_batch(directory / n) for n in names]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -29,8 +29,11 @@ def _as_features(X, name: str) -> np.ndarray:
 def _relu_expectation(k11, k22, k12):
     # Arc-cosine kernel of degree 1 (Cho & Saul 2009):
     # E[relu(u)relu(v)] = sqrt(k11 k22)/(2 pi) * (sin t + (pi - t) cos t),  cos t = k12/sqrt(k11 k22)
+    # A zero variance (e.g. the all-zero input with sigma_b = 0) means u = 0 or v = 0 exactly, so
+    # relu(u) relu(v) = 0: the limit norm -> 0 of the formula (|bracket| <= pi), not 0/0.
     norm = np.sqrt(k11 * k22)
-    cos_t = np.clip(k12 / norm, -1.0, 1.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cos_t = np.clip(np.where(norm > 0, k12 / np.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
     t = np.arccos(cos_t)
     return norm / (2 * np.pi) * (np.sqrt(1.0 - cos_t**2) + (np.pi - t) * cos_t)
 

@@ -18,6 +18,7 @@ Methods:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -207,6 +208,10 @@ def log_orthant_probability(K, signs, method: str = "ep", *, mean=None, **opts) 
     Cholesky of K is attempted first; only if it fails is ``jitter * I`` added (from 1e-10
     times mean(diag K), x10 each time), and the amount is reported in ``result.jitter``.
     """
+    K = np.asarray(K, dtype=np.float64)
+    if (K.ndim == 2 and K.shape[0] == K.shape[1] and K.shape[0] and np.all(np.isfinite(K))
+            and np.any(np.diag(K) == 0)):
+        return _with_zero_variance(K, signs, method, mean, opts)
     K = _check_K(K)
     n = K.shape[0]
     s = _check_signs(signs, n)
@@ -240,6 +245,31 @@ def log_orthant_probability(K, signs, method: str = "ep", *, mean=None, **opts) 
     return OrthantResult(log_p=r["log_p"], method="minimax-tilting", rel_stderr=r["rel_stderr"],
                          jitter=jitter, n_iter=r["n_iter"], converged=r["converged"],
                          info=dict(log_upper_bound=r["log_upper_bound"]))
+
+
+def _with_zero_variance(K, signs, method, mean, opts) -> OrthantResult:
+    """Coordinates with ``K_ii = 0`` are constant, ``z_i = mean_i``; their sign follows the
+    package's threshold (a network's label is ``f(x) > 0``, so ``z_i = 0`` is negative).  The
+    probability is 0 if one of them has the other sign, else the orthant probability of the
+    remaining coordinates (their rows and columns of K must be 0: K is PSD)."""
+    n = K.shape[0]
+    s = _check_signs(signs, n)
+    m = _check_mean(mean, n)
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
+    zero = np.diag(K) == 0
+    if np.any(K[zero] != 0):
+        raise ValueError("K: expected a positive semi-definite matrix; a row with zero variance "
+                         "has a non-zero covariance")
+    info = dict(n_zero_variance=int(zero.sum()))
+    if np.any((m[zero] > 0) != (s[zero] > 0)):
+        return OrthantResult(log_p=-np.inf, method=method, rel_stderr=0.0, converged=True,
+                             info=dict(info, how="a zero-variance coordinate has the other sign"))
+    if zero.all():
+        return OrthantResult(log_p=0.0, method=method, rel_stderr=0.0, converged=True, info=info)
+    keep = ~zero
+    r = log_orthant_probability(K[np.ix_(keep, keep)], s[keep], method, mean=m[keep], **opts)
+    return dataclasses.replace(r, info={**r.info, **info})
 
 
 # ----------------------------------------------------------------------------- EP posterior

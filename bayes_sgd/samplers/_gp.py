@@ -25,6 +25,7 @@ counts are recorded in the summary under ``duplicates`` and a warning is issued.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 from scipy import stats
-from tqdm.auto import tqdm
+from ..progress import progress as tqdm  # a bar on a terminal, plain lines in a log
 
 from ..analysis import correlation
 from ..counting import strings_to_bits
@@ -113,6 +114,8 @@ class Scores:
     n_not_converged: int
     n_calls: int
     info: dict = field(default_factory=dict)
+    converged: np.ndarray | None = None  # per function: its orthant computation converged
+    log_P_S_converged: bool = True
 
 
 @dataclass
@@ -223,12 +226,15 @@ class GPProblem:
         out_err = np.full(n_f, np.nan)
         jit, bad, calls = [], [0], [0]
         info: dict = {}
+        conv = np.ones(n_f, bool)
 
-        def record(r):
+        def record(r, i=None):
             calls[0] += 1
             jit.append(r.jitter)
             if r.converged is False:
                 bad[0] += 1
+                if i is not None:
+                    conv[i] = False
             return r
 
         with warnings.catch_warnings():
@@ -245,6 +251,7 @@ class GPProblem:
                             ep_posterior_n_iter=int(st.n_iter))
                 ps = record(self.log_p_S(ps_method, tilting_samples=tilting_samples, seed=seed)) \
                     if ps_method != "ep" else None
+                ps_conv = bool(st.converged) and (ps is None or ps.converged is not False)
                 log_ps = ps.log_p if ps is not None else float(st.log_Z)
                 ps_err = ps.rel_stderr if ps is not None else None
                 if self.n_E:
@@ -253,6 +260,7 @@ class GPProblem:
             else:
                 ps = record(self.log_p_S(ps_method, tilting_samples=tilting_samples, seed=seed))
                 log_ps, ps_err = ps.log_p, ps.rel_stderr
+                ps_conv = ps.converged is not False
                 joint_signs = np.concatenate(
                     [np.broadcast_to(self.y_S, (n_f, self.n_S)), signs], axis=1)
             rows = np.flatnonzero(consistent)
@@ -276,12 +284,12 @@ class GPProblem:
                     if self.n_E == 0:
                         out_lp[i], out_err[i] = 0.0, 0.0
                     elif mode == "joint":
-                        r = record(log_orthant_probability(self.K, joint_signs[i], method, **opts))
+                        r = record(log_orthant_probability(self.K, joint_signs[i], method, **opts), i)
                         out_lp[i] = (r.log_p - log_ps) / _LN10
                         out_err[i] = _ratio_err(r.rel_stderr, ps_err)
                     else:
                         r = record(log_orthant_probability(cov_E, signs[i], method, mean=mean_E,
-                                                           **opts))
+                                                           **opts), i)
                         out_lp[i] = r.log_p / _LN10
                         out_err[i] = np.nan if r.rel_stderr is None else r.rel_stderr / _LN10
                     bar.update(1)
@@ -290,7 +298,8 @@ class GPProblem:
         return Scores(log10_p=out_lp, log10_p_err=out_err, consistent=consistent,
                       log_P_S=float(log_ps), log_P_S_method=ps_method,
                       log_P_S_rel_stderr=ps_err, jitter_max=float(max(jit, default=0.0)),
-                      n_not_converged=bad[0], n_calls=calls[0], info=info)
+                      n_not_converged=bad[0], n_calls=calls[0], info=info, converged=conv,
+                      log_P_S_converged=ps_conv)
 
 
 def _ratio_err(rel_num, rel_den) -> float:
@@ -396,7 +405,7 @@ def prior_vs_sampling(K: np.ndarray, prior: pd.DataFrame, *, min_count: int = 10
                 {"rng": rng} if method == "exact" else {"n_samples": int(tilting_samples), "rng": rng})
             r = log_orthant_probability(K, bits[i], method, **opts)
             n_bad += r.converged is False
-            lp[i] = r.log_p / _LN10
+            lp[i] = r.log_p / _LN10 if r.converged is not False else np.nan  # not reported
             if r.rel_stderr is not None:
                 err[i] = r.rel_stderr / _LN10
     dt = time.perf_counter() - t0
@@ -460,6 +469,25 @@ def _clean(o):
     return o
 
 
+def _drop_unconverged(sc: Scores, summary: dict) -> None:
+    """Numbers from computations that did not converge are not reported: without ln P(S) no
+    P_B(f|S) (a ratio over it) and no bound; otherwise each unconverged function's P_B is nan.
+    ``summary["converged"]`` says whether all converged, and a line on stderr says so."""
+    summary["converged"] = sc.n_not_converged == 0
+    if summary["converged"]:
+        return
+    if not sc.log_P_S_converged:
+        sc.log_P_S = float("nan")
+        sc.log10_p[:] = np.nan
+    elif sc.converged is not None:
+        sc.log10_p[~sc.converged] = np.nan
+    sc.log10_p_err[~np.isfinite(sc.log10_p)] = np.nan
+    print(f"bayes-sgd: warning: gp: {sc.n_not_converged} of {sc.n_calls} orthant probabilities "
+          f"did not converge{' (ln P(S) among them)' if not sc.log_P_S_converged else ''}; their "
+          f"P_B{' and the PAC-Bayes bound' if not sc.log_P_S_converged else ''} are not reported "
+          "(summary.json: gp.converged = false)", file=sys.stderr, flush=True)
+
+
 def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[pd.DataFrame, dict]:
     """Score the most frequent functions found by the counting samplers with the GP.
 
@@ -494,7 +522,7 @@ def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[p
     if gc.kernel == "monte-carlo" or kernel_used[0] == "monte-carlo":
         summary["mc_samples"] = gc.mc_samples
     if problem.conflict_S:
-        summary.update(log10_P_S=None, pac_bayes_bound=1.0, jitter=0.0, all_converged=True,
+        summary.update(log10_P_S=None, pac_bayes_bound=1.0, jitter=0.0, all_converged=True, converged=True,
                        n_not_converged=0, mass_covered=0.0, kernel_time_s=kernel_s,
                        note="S labels one input both ways: P(S) = 0, nothing scored")
         prior_frame, prior_summary = _prior_block(cfg, model, df, show)
@@ -506,6 +534,7 @@ def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[p
     sc = problem.score(bits, method=gc.method, mode=gc.mode, tilting_samples=gc.tilting_samples,
                        seed=cfg.seed, show=show)
     keep = sc.consistent
+    _drop_unconverged(sc, summary)
     frame = estimate_frame("gp", [f for f, k in zip(functions, keep) if k], sc.log10_p[keep],
                            sc.log10_p_err[keep], task)
     log10_ps = sc.log_P_S / _LN10

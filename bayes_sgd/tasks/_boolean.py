@@ -62,7 +62,10 @@ def parse_target(target: str, n: int) -> np.ndarray:
         try:
             seed = int(target.split(":", 1)[1])
         except ValueError:
-            raise ValueError(f"task.target: expected 'random:SEED' with an integer seed, got {target!r}") from None
+            seed = -1
+        if seed < 0:
+            raise ValueError(f"task.target: expected 'random:SEED' with an integer seed >= 0, "
+                             f"got {target!r}")
         return np.random.default_rng(seed).integers(0, 2, 2**n).astype(np.uint8)
     presets = _preset_tables(n)
     if target in presets:

@@ -227,7 +227,7 @@ def _load(dataset: str, split: str | None, path, download: bool):
         if split not in (None, "all", "train", "test"):
             raise ValueError(f"task.split: expected 'all', 'train' or 'test', got {split!r}")
         if path is not None:
-            raise ValueError("task.path: digits ship with scikit-learn and take no path")
+            raise ValueError("task.data_path: digits ship with scikit-learn and take no path; expected ''")
         return load_digits()
     split = split or "train"
     if dataset == "mnist":
@@ -235,7 +235,8 @@ def _load(dataset: str, split: str | None, path, download: bool):
     if dataset == "fashion-mnist":
         return load_fashion_mnist(split, path=path)
     if path is None:
-        raise ValueError("task.path: CIFAR-10 needs the directory of its python batches")
+        raise ValueError("task.data_path: CIFAR-10 needs the directory of its python batches "
+                         "(data_batch_1 ... test_batch); expected a folder, got ''")
     return load_cifar10(split, path=path)
 
 
