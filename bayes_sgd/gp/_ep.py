@@ -154,7 +154,9 @@ class _Posterior:
         T = np.flatnonzero(explicit)
         if T.size:
             A = np.flatnonzero(sw > 0)  # rows of S^1/2 K that are not identically zero
-            W = C[:, A] @ (sw[A, None] * K[np.ix_(A, T)])
+            # (all of C when every row counts: C[:, A] would be an n x n copy)
+            CA = C if A.size == n else C[:, A]
+            W = CA @ (sw[A, None] * K[np.ix_(A, T)])
             var[T] = K[T, T] - np.einsum("ij,ij->j", W, W)
         if not np.all(var > 0) or not np.all(np.isfinite(var)):
             raise _CholeskyFailed("non-positive posterior variance")
@@ -209,7 +211,10 @@ def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
             nu = nu + delta * (s["nu_new"] - nu)
         else:
             _sequential_sweep(K, tau, nu, post, y, m, delta, tau_floor)
-        post = _Posterior(K, tau, nu)  # sequential: fresh factorisation, no rank-one drift
+        # The old factors go first: two posteriors alive at once were 4 of the 7 n x n
+        # matrices of the n = 10^4 peak. Sequential: fresh factorisation, no rank-one drift.
+        post = None
+        post = _Posterior(K, tau, nu)
         s_new = _sites_from_posterior(tau, nu, post.mu, post.var, y, m, tau_floor)
         lz = _log_z(post, tau, nu, s_new)
         history.append((it, lz, s_new["resid"], delta, time.perf_counter() - t0))
