@@ -42,6 +42,17 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def worker(n: int, data: str | None) -> dict:
     import tracemalloc
 
@@ -52,7 +63,13 @@ def worker(n: int, data: str | None) -> dict:
 
     images, labels = load_mnist("test", path=data)
     if n > len(images):
-        raise SystemExit(f"--sizes: {n} > {len(images)} images in the MNIST test split")
+        # |S| = 20,000 needs the training split as well (test first, then train)
+        try:
+            tr_images, tr_labels = load_mnist("train", path=data)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            return {"n": n, "skipped": f"needs the MNIST train split too ({e})"}
+        images = np.concatenate([images, tr_images])
+        labels = np.concatenate([labels, tr_labels])
     idx = np.random.default_rng(0).permutation(len(images))[:n]
     X = images[idx].reshape(n, -1).astype(np.float64) / 255.0
     y = np.where(labels[idx] >= 5, 1.0, -1.0)
@@ -69,14 +86,16 @@ def worker(n: int, data: str | None) -> dict:
     return {"n": n, "kernel_s": t_kernel, "ep_s": t_ep, "ep_sweeps": int(st.n_iter),
             "converged": bool(st.converged), "variant": st.variant,
             "log10_P_S": float(st.log_Z / np.log(10.0)), "jitter": float(st.jitter),
-            "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "py_peak_mb": py_peak / 2**20,
+            "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "vm_hwm_mb": _vm_hwm_mb(),
+            "py_peak_mb": py_peak / 2**20,
             "dense_nxn_mb": n * n * 8 / 2**20, "cpu_count": os.cpu_count()}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
-    ap.add_argument("--full", action="store_true", help="also |S| = 10,000")
+    ap.add_argument("--full", action="store_true",
+                    help="also |S| = 10,000 and 20,000 (20,000 needs the MNIST train split)")
     ap.add_argument("--data", help="folder of the MNIST test split (default: BAYES_SGD_MNIST_DIR)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -84,7 +103,7 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.data)))
         return 0
-    sizes = sorted(set(args.sizes + ([10_000] if args.full else [])))
+    sizes = sorted(set(args.sizes + ([10_000, 20_000] if args.full else [])))
     print(f"EP scaling on binarised MNIST, analytic NNGP of FCN 784-512-512-1 relu "
           f"(sigma_w={SIGMA_W}, sigma_b={SIGMA_B}); one subprocess per size", flush=True)
     head = (f"{'|S|':>6} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} {'log10 P(S)':>11} "
@@ -101,6 +120,9 @@ def main(argv=None) -> int:
             return 1
         row = json.loads(r.stdout.strip().splitlines()[-1])
         rows.append(row)
+        if "skipped" in row:
+            print(f"{n:>6} skipped: {row['skipped']}", flush=True)
+            continue
         print(f"{n:>6} {row['kernel_s']:>9.2f} {row['ep_s']:>8.1f} {row['ep_sweeps']:>6} "
               f"{str(row['converged']):>5} {row['log10_P_S']:>11.1f} {row['rss_peak_mb']:>11.0f} "
               f"{row['rss_peak_mb'] - row['rss_base_mb']:>13.0f} {row['py_peak_mb']:>10.0f} "

@@ -65,3 +65,25 @@ def test_check_K_symmetrises_without_copying_a_symmetric_K():
     K2[3, 5] = np.nan
     with pytest.raises(ValueError, match="expected finite entries"):
         _check_K(K2)
+
+
+def test_parallel_ep_rebuilds_the_factor_it_inverted_in_place():
+    # Parallel EP (n > 256) inverts L in place and rebuilds it at the end: chol_B must be the
+    # Cholesky factor of I + S^1/2 K S^1/2 for the returned sites (numpy's, independently),
+    # and the predictive built on it must match dense conditioning of the EP posterior.
+    from bayes_sgd.gp import ep_posterior, ep_predictive
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((320, 6))
+    K = fcn_nngp_kernel(X, depth=2, sigma_w=1.2, sigma_b=0.2, activation="relu")
+    y = np.where(X[:, 0] - 0.5 * X[:, 1] > 0, 1.0, -1.0)
+    st = ep_posterior(K[:300, :300], y[:300])
+    assert st.variant == "parallel" and st.converged
+    sw = np.sqrt(st.tau)
+    B = np.eye(300) + sw[:, None] * K[:300, :300] * sw[None, :]
+    np.testing.assert_allclose(st.chol_B, np.linalg.cholesky(B), rtol=1e-10, atol=1e-12)
+    mean, cov = ep_predictive(K[:300, :300], K[:300, 300:], K[300:, 300:], st)
+    Kinv_site = np.linalg.inv(K[:300, :300] + np.diag(1.0 / st.tau))  # (K + S^-1)^-1
+    np.testing.assert_allclose(cov, K[300:, 300:] - K[300:, :300] @ Kinv_site @ K[:300, 300:],
+                               rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(mean, K[300:, :300] @ st.alpha, rtol=1e-12, atol=1e-14)

@@ -133,19 +133,18 @@ class _Posterior:
     ``1 - b_i = 1e-6`` and to 1e-12 above 1e-3.)
     """
 
-    def __init__(self, K, tau, nu):
+    def __init__(self, K, tau, nu, *, keep_L: bool = True):
         n = K.shape[0]
         sw = np.sqrt(tau)
-        # K is symmetric, so the C-ordered buffer read as Fortran is the same matrix: no copy.
-        B = np.multiply(K, sw[:, None])
-        B *= sw[None, :]
-        B.flat[:: n + 1] += 1.0
-        L, info = lapack.dpotrf(B.T, lower=1, clean=1, overwrite_a=1)
-        if info != 0:
-            raise _CholeskyFailed(f"dpotrf info={info}")
-        C, info = lapack.dtrtri(L, lower=1)
+        L = _chol_B(K, sw)
+        logdet_half = float(np.sum(np.log(np.diag(L))))
+        # keep_L=False inverts in place: one n x n work matrix besides K (EP's memory at
+        # |S| = 10^4); the factor is then rebuilt once at the end (``_chol_B``).
+        C, info = lapack.dtrtri(L, lower=1, overwrite_c=int(not keep_L))
         if info != 0:
             raise _CholeskyFailed(f"dtrtri info={info}")
+        if not keep_L:
+            L = None
         one_minus_b = 1.0 - np.einsum("ij,ij->j", C, C)
         explicit = ~(one_minus_b >= _EXPLICIT_BELOW)
         var = np.empty(n)
@@ -167,7 +166,20 @@ class _Posterior:
         self.mu = Knu - K @ (sw * w)
         self.alpha = nu - sw * w
         self.L, self.C, self.sw, self.var = L, C, sw, var
-        self.logdet_half = float(np.sum(np.log(np.diag(L))))
+        self.logdet_half = logdet_half
+
+
+def _chol_B(K, sw):
+    """Lower Cholesky factor of ``B = I + S^1/2 K S^1/2`` (one new n x n array)."""
+    n = K.shape[0]
+    # K is symmetric, so the C-ordered buffer read as Fortran is the same matrix: no copy.
+    B = np.multiply(K, sw[:, None])
+    B *= sw[None, :]
+    B.flat[:: n + 1] += 1.0
+    L, info = lapack.dpotrf(B.T, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        raise _CholeskyFailed(f"dpotrf info={info}")
+    return L
 
 
 def _log_z(post: _Posterior, tau, nu, s) -> float:
@@ -198,7 +210,8 @@ def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
     tau_floor = 1.0 / np.diag(K)
     tau = np.zeros(n)
     nu = np.zeros(n)
-    post = _Posterior(K, tau, nu)
+    keep_L = variant == "sequential"  # parallel: C = L^-1 in place, L rebuilt at the end
+    post = _Posterior(K, tau, nu, keep_L=keep_L)
     s = _sites_from_posterior(tau, nu, post.mu, post.var, y, m, tau_floor)
     history = []
     converged = False
@@ -214,7 +227,7 @@ def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
         # The old factors go first: two posteriors alive at once were 4 of the 7 n x n
         # matrices of the n = 10^4 peak. Sequential: fresh factorisation, no rank-one drift.
         post = None
-        post = _Posterior(K, tau, nu)
+        post = _Posterior(K, tau, nu, keep_L=keep_L)
         s_new = _sites_from_posterior(tau, nu, post.mu, post.var, y, m, tau_floor)
         lz = _log_z(post, tau, nu, s_new)
         history.append((it, lz, s_new["resid"], delta, time.perf_counter() - t0))
@@ -237,6 +250,9 @@ def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
             else:
                 delta = min(_GROW * delta, 1.0)
         s = s_new
+    if post.L is None:
+        post.C = None  # before the factor is rebuilt: one n x n work matrix at a time
+        post.L = _chol_B(K, post.sw)
     return post, tau, nu, lz, it, converged, variant, s_new["resid"], history
 
 
