@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import lapack
 from scipy.special import log_ndtr
 
 from . import _ep
@@ -128,14 +129,21 @@ def _psd_cholesky(K):
     scale = float(np.mean(np.diag(K)))
     rel = _JITTER_START
     while True:
-        try:
-            return np.linalg.cholesky(_add_jitter(K, jitter)), jitter
-        except np.linalg.LinAlgError:
-            if rel > _JITTER_MAX:
-                raise ValueError(f"K: expected a positive semi-definite matrix; Cholesky failed "
-                                 f"even with jitter {jitter:.3g}") from None
-            jitter = rel * scale
-            rel *= 10.0
+        # LAPACK's dpotrf as np.linalg.cholesky, on one copy of K (numpy's held two: 2.4 GB
+        # of EP's peak at n = 10^4). K is symmetric here, so its buffer read as Fortran is K.
+        Kj = _add_jitter(K, jitter)
+        L, info = lapack.dpotrf(Kj.T, lower=1, clean=1, overwrite_a=int(Kj is not K))
+        del Kj
+        if info == 0:
+            return L, jitter
+        if info < 0:  # pragma: no cover - argument error, not an indefinite K
+            raise RuntimeError(f"dpotrf: illegal argument {-info}")
+        del L
+        if rel > _JITTER_MAX:
+            raise ValueError(f"K: expected a positive semi-definite matrix; Cholesky failed "
+                             f"even with jitter {jitter:.3g}")
+        jitter = rel * scale
+        rel *= 10.0
 
 
 def _add_jitter(K, jitter: float):
