@@ -155,8 +155,13 @@ class _Posterior:
             A = np.flatnonzero(sw > 0)  # rows of S^1/2 K that are not identically zero
             # (all of C when every row counts: C[:, A] would be an n x n copy)
             CA = C if A.size == n else C[:, A]
-            W = CA @ (sw[A, None] * K[np.ix_(A, T)])
-            var[T] = K[T, T] - np.einsum("ij,ij->j", W, W)
+            var[T] = K[T, T]
+            # W = CA S^1/2 K[A, T] by blocks of T (W is n x |T|: n x n before the first sweep)
+            step = max(1, (1 << 22) // n)
+            for j in range(0, T.size if A.size else 0, step):
+                Tj = T[j:j + step]
+                W = CA @ (sw[A, None] * K[np.ix_(A, Tj)])
+                var[Tj] -= np.einsum("ij,ij->j", W, W)
         if not np.all(var > 0) or not np.all(np.isfinite(var)):
             raise _CholeskyFailed("non-positive posterior variance")
         Knu = K @ nu
