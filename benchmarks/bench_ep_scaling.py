@@ -1,4 +1,4 @@
-"""EP on image training sets: wall time and peak memory of ``ep_posterior`` at |S| = 1k, 5k (10k).
+"""EP on image training sets: wall time and peak memory of ``ep_posterior`` at |S| = 1k, 5k (10k, 20k).
 
     .venv/bin/python benchmarks/bench_ep_scaling.py [--sizes 1000 5000] [--full] [--json OUT]
 
@@ -17,12 +17,22 @@ Every size runs in its own subprocess, so peak memory is that size's alone:
 * ``py_peak_mb``: ``tracemalloc`` peak of the EP call alone (numpy buffers; LAPACK workspace
   is not seen), for comparison with ``n^2 x 8 B`` (one dense float64 n x n matrix).
 
-``--full`` adds |S| = 10,000 (all of the test split).
+``--full`` adds |S| = 10,000 (all of the test split) and 20,000 (test + train split; skipped
+with a message when the train split is missing).
 
 Measured (2 shared cores, under the CPU lock, ``--full``; kernel s / EP s / sweeps / RSS peak):
 |S| = 1,000: 0.05 s / 0.36 s / 13 / 155 MB; 5,000: 4.5 s / 26.4 s / 15 / 1.49 GB;
 10,000: 20.1 s / 183 s / 15 / 6.33 GB (tracemalloc peak of EP alone 5.34 GB = 7 dense
 n x n float64 matrices).  All converged; log10 P(S) = -131.4 / -404.5 / -616.0.
+
+After the memory changes of issue 14 (EP holds K and one n x n work matrix; the kernel is
+built in place by row blocks), measured 2026-12-01 with four other sessions' jobs on the 2
+cores (load average ~20, so times are ~4x the idle ones above): |S| = 10,000: kernel 45.9 s,
+EP 691.8 s, 15 sweeps, log10 P(S) = -616.0 (unchanged), RSS peak 1.92 GB (VmHWM; was 6.33 GB),
+tracemalloc peak of EP alone 766 MB = one n x n matrix. |S| = 5,000 (before the last two
+fixes): RSS peak 1.11 GB (was 1.49 GB). What bounds each size: memory, K plus one work matrix
+(2 x 0.8 GB at 10,000; 2 x 3.2 GB at 20,000, which also needs the MNIST train split); time,
+15 sweeps of one Cholesky and one triangular inverse (2n^3/3 flops each) on one BLAS thread.
 Results print as a table and, with ``--json``, are written to a file.
 """
 from __future__ import annotations

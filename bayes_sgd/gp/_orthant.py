@@ -291,7 +291,7 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     None leaves BLAS alone). Measured on 2 cores (MNIST NNGP, benchmarks/bench_ep_scaling.py):
     n = 1000 / 5000 / 10000 take 0.4 s / 26 s / 183 s (13-15 sweeps). Memory: K plus one n x n
     work matrix (the parallel variant inverts the factor in place and rebuilds it at the end):
-    peak RSS of the whole benchmark process at n = 10000 1.97 GB (6.3 GB before).
+    peak RSS of the whole benchmark process at n = 10000 1.92 GB (6.3 GB before).
     """
     K = _check_K(K_SS, "K_SS")
     n = K.shape[0]
