@@ -1,4 +1,4 @@
-"""EP on image training sets: wall time and peak memory of ``ep_posterior`` at |S| = 1k, 5k (10k).
+"""EP on image training sets: wall time and peak memory of ``ep_posterior`` at |S| = 1k, 5k (10k, 20k).
 
     .venv/bin/python benchmarks/bench_ep_scaling.py [--sizes 1000 5000] [--full] [--json OUT]
 
@@ -17,12 +17,22 @@ Every size runs in its own subprocess, so peak memory is that size's alone:
 * ``py_peak_mb``: ``tracemalloc`` peak of the EP call alone (numpy buffers; LAPACK workspace
   is not seen), for comparison with ``n^2 x 8 B`` (one dense float64 n x n matrix).
 
-``--full`` adds |S| = 10,000 (all of the test split).
+``--full`` adds |S| = 10,000 (all of the test split) and 20,000 (test + train split; skipped
+with a message when the train split is missing).
 
 Measured (2 shared cores, under the CPU lock, ``--full``; kernel s / EP s / sweeps / RSS peak):
 |S| = 1,000: 0.05 s / 0.36 s / 13 / 155 MB; 5,000: 4.5 s / 26.4 s / 15 / 1.49 GB;
 10,000: 20.1 s / 183 s / 15 / 6.33 GB (tracemalloc peak of EP alone 5.34 GB = 7 dense
 n x n float64 matrices).  All converged; log10 P(S) = -131.4 / -404.5 / -616.0.
+
+After the memory changes of issue 14 (EP holds K and one n x n work matrix; the kernel is
+built in place by row blocks), measured 2026-12-01 with four other sessions' jobs on the 2
+cores (load average ~20, so times are ~4x the idle ones above): |S| = 10,000: kernel 45.9 s,
+EP 691.8 s, 15 sweeps, log10 P(S) = -616.0 (unchanged), RSS peak 1.92 GB (VmHWM; was 6.33 GB),
+tracemalloc peak of EP alone 766 MB = one n x n matrix. |S| = 5,000 (before the last two
+fixes): RSS peak 1.11 GB (was 1.49 GB). What bounds each size: memory, K plus one work matrix
+(2 x 0.8 GB at 10,000; 2 x 3.2 GB at 20,000, which also needs the MNIST train split); time,
+15 sweeps of one Cholesky and one triangular inverse (2n^3/3 flops each) on one BLAS thread.
 Results print as a table and, with ``--json``, are written to a file.
 """
 from __future__ import annotations
@@ -42,6 +52,17 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def worker(n: int, data: str | None) -> dict:
     import tracemalloc
 
@@ -52,7 +73,13 @@ def worker(n: int, data: str | None) -> dict:
 
     images, labels = load_mnist("test", path=data)
     if n > len(images):
-        raise SystemExit(f"--sizes: {n} > {len(images)} images in the MNIST test split")
+        # |S| = 20,000 needs the training split as well (test first, then train)
+        try:
+            tr_images, tr_labels = load_mnist("train", path=data)
+        except (FileNotFoundError, OSError, ValueError) as e:
+            return {"n": n, "skipped": f"needs the MNIST train split too ({e})"}
+        images = np.concatenate([images, tr_images])
+        labels = np.concatenate([labels, tr_labels])
     idx = np.random.default_rng(0).permutation(len(images))[:n]
     X = images[idx].reshape(n, -1).astype(np.float64) / 255.0
     y = np.where(labels[idx] >= 5, 1.0, -1.0)
@@ -69,14 +96,16 @@ def worker(n: int, data: str | None) -> dict:
     return {"n": n, "kernel_s": t_kernel, "ep_s": t_ep, "ep_sweeps": int(st.n_iter),
             "converged": bool(st.converged), "variant": st.variant,
             "log10_P_S": float(st.log_Z / np.log(10.0)), "jitter": float(st.jitter),
-            "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "py_peak_mb": py_peak / 2**20,
+            "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "vm_hwm_mb": _vm_hwm_mb(),
+            "py_peak_mb": py_peak / 2**20,
             "dense_nxn_mb": n * n * 8 / 2**20, "cpu_count": os.cpu_count()}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
-    ap.add_argument("--full", action="store_true", help="also |S| = 10,000")
+    ap.add_argument("--full", action="store_true",
+                    help="also |S| = 10,000 and 20,000 (20,000 needs the MNIST train split)")
     ap.add_argument("--data", help="folder of the MNIST test split (default: BAYES_SGD_MNIST_DIR)")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
@@ -84,7 +113,7 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, args.data)))
         return 0
-    sizes = sorted(set(args.sizes + ([10_000] if args.full else [])))
+    sizes = sorted(set(args.sizes + ([10_000, 20_000] if args.full else [])))
     print(f"EP scaling on binarised MNIST, analytic NNGP of FCN 784-512-512-1 relu "
           f"(sigma_w={SIGMA_W}, sigma_b={SIGMA_B}); one subprocess per size", flush=True)
     head = (f"{'|S|':>6} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} {'log10 P(S)':>11} "
@@ -101,6 +130,9 @@ def main(argv=None) -> int:
             return 1
         row = json.loads(r.stdout.strip().splitlines()[-1])
         rows.append(row)
+        if "skipped" in row:
+            print(f"{n:>6} skipped: {row['skipped']}", flush=True)
+            continue
         print(f"{n:>6} {row['kernel_s']:>9.2f} {row['ep_s']:>8.1f} {row['ep_sweeps']:>6} "
               f"{str(row['converged']):>5} {row['log10_P_S']:>11.1f} {row['rss_peak_mb']:>11.0f} "
               f"{row['rss_peak_mb'] - row['rss_base_mb']:>13.0f} {row['py_peak_mb']:>10.0f} "

@@ -133,19 +133,18 @@ class _Posterior:
     ``1 - b_i = 1e-6`` and to 1e-12 above 1e-3.)
     """
 
-    def __init__(self, K, tau, nu):
+    def __init__(self, K, tau, nu, *, keep_L: bool = True):
         n = K.shape[0]
         sw = np.sqrt(tau)
-        # K is symmetric, so the C-ordered buffer read as Fortran is the same matrix: no copy.
-        B = np.multiply(K, sw[:, None])
-        B *= sw[None, :]
-        B.flat[:: n + 1] += 1.0
-        L, info = lapack.dpotrf(B.T, lower=1, clean=1, overwrite_a=1)
-        if info != 0:
-            raise _CholeskyFailed(f"dpotrf info={info}")
-        C, info = lapack.dtrtri(L, lower=1)
+        L = _chol_B(K, sw)
+        logdet_half = float(np.sum(np.log(np.diag(L))))
+        # keep_L=False inverts in place: one n x n work matrix besides K (EP's memory at
+        # |S| = 10^4); the factor is then rebuilt once at the end (``_chol_B``).
+        C, info = lapack.dtrtri(L, lower=1, overwrite_c=int(not keep_L))
         if info != 0:
             raise _CholeskyFailed(f"dtrtri info={info}")
+        if not keep_L:
+            L = None
         one_minus_b = 1.0 - np.einsum("ij,ij->j", C, C)
         explicit = ~(one_minus_b >= _EXPLICIT_BELOW)
         var = np.empty(n)
@@ -154,8 +153,15 @@ class _Posterior:
         T = np.flatnonzero(explicit)
         if T.size:
             A = np.flatnonzero(sw > 0)  # rows of S^1/2 K that are not identically zero
-            W = C[:, A] @ (sw[A, None] * K[np.ix_(A, T)])
-            var[T] = K[T, T] - np.einsum("ij,ij->j", W, W)
+            # (all of C when every row counts: C[:, A] would be an n x n copy)
+            CA = C if A.size == n else C[:, A]
+            var[T] = K[T, T]
+            # W = CA S^1/2 K[A, T] by blocks of T (W is n x |T|: n x n before the first sweep)
+            step = max(1, (1 << 22) // n)
+            for j in range(0, T.size if A.size else 0, step):
+                Tj = T[j:j + step]
+                W = CA @ (sw[A, None] * K[np.ix_(A, Tj)])
+                var[Tj] -= np.einsum("ij,ij->j", W, W)
         if not np.all(var > 0) or not np.all(np.isfinite(var)):
             raise _CholeskyFailed("non-positive posterior variance")
         Knu = K @ nu
@@ -165,7 +171,20 @@ class _Posterior:
         self.mu = Knu - K @ (sw * w)
         self.alpha = nu - sw * w
         self.L, self.C, self.sw, self.var = L, C, sw, var
-        self.logdet_half = float(np.sum(np.log(np.diag(L))))
+        self.logdet_half = logdet_half
+
+
+def _chol_B(K, sw):
+    """Lower Cholesky factor of ``B = I + S^1/2 K S^1/2`` (one new n x n array)."""
+    n = K.shape[0]
+    # K is symmetric, so the C-ordered buffer read as Fortran is the same matrix: no copy.
+    B = np.multiply(K, sw[:, None])
+    B *= sw[None, :]
+    B.flat[:: n + 1] += 1.0
+    L, info = lapack.dpotrf(B.T, lower=1, clean=1, overwrite_a=1)
+    if info != 0:
+        raise _CholeskyFailed(f"dpotrf info={info}")
+    return L
 
 
 def _log_z(post: _Posterior, tau, nu, s) -> float:
@@ -196,7 +215,8 @@ def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
     tau_floor = 1.0 / np.diag(K)
     tau = np.zeros(n)
     nu = np.zeros(n)
-    post = _Posterior(K, tau, nu)
+    keep_L = variant == "sequential"  # parallel: C = L^-1 in place, L rebuilt at the end
+    post = _Posterior(K, tau, nu, keep_L=keep_L)
     s = _sites_from_posterior(tau, nu, post.mu, post.var, y, m, tau_floor)
     history = []
     converged = False
@@ -209,7 +229,10 @@ def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
             nu = nu + delta * (s["nu_new"] - nu)
         else:
             _sequential_sweep(K, tau, nu, post, y, m, delta, tau_floor)
-        post = _Posterior(K, tau, nu)  # sequential: fresh factorisation, no rank-one drift
+        # The old factors go first: two posteriors alive at once were 4 of the 7 n x n
+        # matrices of the n = 10^4 peak. Sequential: fresh factorisation, no rank-one drift.
+        post = None
+        post = _Posterior(K, tau, nu, keep_L=keep_L)
         s_new = _sites_from_posterior(tau, nu, post.mu, post.var, y, m, tau_floor)
         lz = _log_z(post, tau, nu, s_new)
         history.append((it, lz, s_new["resid"], delta, time.perf_counter() - t0))
@@ -232,6 +255,9 @@ def run_ep(K, y, m, *, damping=None, tol=1e-4, max_iter=None, variant="auto",
             else:
                 delta = min(_GROW * delta, 1.0)
         s = s_new
+    if post.L is None:
+        post.C = None  # before the factor is rebuilt: one n x n work matrix at a time
+        post.L = _chol_B(K, post.sw)
     return post, tau, nu, lz, it, converged, variant, s_new["resid"], history
 
 

@@ -20,7 +20,7 @@ the mathematics unchanged:
   Sigma and mu carry over, and ``ln|B|`` is accumulated by the matrix determinant lemma,
   ``|K^-1 + S + dt e_i e_i^T| = |K^-1 + S| (1 + dt Sigma_ii)``, so
   ``ln|B| = sum_updates ln(1 + dt Sigma_ii)``. Measured against ``run_ep``: |Delta ln Z| <=
-  1e-10 and the same sweep counts (``tests/test_orthant.py``).
+  1e-10 and the same sweep counts (``tests/test_ep_batch.py``).
 
 Converged patterns leave the batch (their state is final, as in a separate run). Patterns
 where an update would make Sigma indefinite (``1 + dt Sigma_ii <= 0``) or a variance
@@ -32,7 +32,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from scipy.special import erfcx
 
 from ._ep import trunc_moments

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.linalg import lapack
 from scipy.special import log_ndtr
 
 from . import _ep
@@ -66,18 +67,33 @@ class OrthantResult:
 
 
 def _check_K(K, name: str = "K") -> np.ndarray:
+    """K as float64, validated and symmetrised: ``0.5 (K + K^T)`` (K itself when exactly
+    symmetric, which that formula would return bit for bit). The checks run over blocks of
+    rows, so that a 10^4 x 10^4 K gets no n x n temporaries (EP's memory peak)."""
     K = np.asarray(K, dtype=np.float64)
     if K.ndim != 2 or K.shape[0] != K.shape[1] or K.shape[0] == 0:
         raise ValueError(f"{name}: expected a non-empty square matrix, got shape {K.shape}")
-    if not np.all(np.isfinite(K)):
+    n = K.shape[0]
+    step = max(1, (1 << 22) // n)  # 4M entries (32 MB) per block
+    finite, scale, asym = True, 0.0, 0.0
+    for i in range(0, n, step):
+        rows = K[i:i + step]
+        finite = finite and bool(np.all(np.isfinite(rows)))
+        if not finite:
+            break
+        scale = max(scale, float(np.max(np.abs(rows))))
+        asym = max(asym, float(np.max(np.abs(rows - K[:, i:i + step].T))))
+    if not finite:
         raise ValueError(f"{name}: expected finite entries")
     if not np.all(np.diag(K) > 0):
         raise ValueError(f"{name}: expected a strictly positive diagonal")
-    scale = np.max(np.abs(K))
-    if np.max(np.abs(K - K.T)) > 1e-8 * scale:
-        raise ValueError(f"{name}: expected a symmetric matrix (max |K - K^T| = "
-                         f"{np.max(np.abs(K - K.T)):.3g})")
-    return 0.5 * (K + K.T)
+    if asym > 1e-8 * scale:
+        raise ValueError(f"{name}: expected a symmetric matrix (max |K - K^T| = {asym:.3g})")
+    if asym == 0.0:
+        return K
+    out = K + K.T
+    out *= 0.5
+    return out
 
 
 def _check_signs(signs, n: int, name: str = "signs") -> np.ndarray:
@@ -114,14 +130,21 @@ def _psd_cholesky(K):
     scale = float(np.mean(np.diag(K)))
     rel = _JITTER_START
     while True:
-        try:
-            return np.linalg.cholesky(_add_jitter(K, jitter)), jitter
-        except np.linalg.LinAlgError:
-            if rel > _JITTER_MAX:
-                raise ValueError(f"K: expected a positive semi-definite matrix; Cholesky failed "
-                                 f"even with jitter {jitter:.3g}") from None
-            jitter = rel * scale
-            rel *= 10.0
+        # LAPACK's dpotrf as np.linalg.cholesky, on one copy of K (numpy's held two: 2.4 GB
+        # of EP's peak at n = 10^4). K is symmetric here, so its buffer read as Fortran is K.
+        Kj = _add_jitter(K, jitter)
+        L, info = lapack.dpotrf(Kj.T, lower=1, clean=1, overwrite_a=int(Kj is not K))
+        del Kj
+        if info == 0:
+            return L, jitter
+        if info < 0:  # pragma: no cover - argument error, not an indefinite K
+            raise RuntimeError(f"dpotrf: illegal argument {-info}")
+        del L
+        if rel > _JITTER_MAX:
+            raise ValueError(f"K: expected a positive semi-definite matrix; Cholesky failed "
+                             f"even with jitter {jitter:.3g}")
+        jitter = rel * scale
+        rel *= 10.0
 
 
 def _add_jitter(K, jitter: float):
@@ -296,8 +319,9 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     Dense linear algebra runs with ``blas_threads`` BLAS threads (default 1: OpenBLAS's threaded
     Cholesky is 10-40x slower than its serial one on shared cores, ~1.8x faster on idle ones;
     None leaves BLAS alone). Measured on 2 cores (MNIST NNGP, benchmarks/bench_ep_scaling.py):
-    n = 1000 / 5000 / 10000 take 0.4 s / 26 s / 183 s (13-15 sweeps), peak RSS 0.15 / 1.5 /
-    6.3 GB.
+    n = 1000 / 5000 / 10000 take 0.4 s / 26 s / 183 s (13-15 sweeps). Memory: K plus one n x n
+    work matrix (the parallel variant inverts the factor in place and rebuilds it at the end):
+    peak RSS of the whole benchmark process at n = 10000 1.92 GB (6.3 GB before).
     """
     K = _check_K(K_SS, "K_SS")
     n = K.shape[0]
@@ -339,7 +363,7 @@ def _ep_posterior(K, s, m, **kw) -> _ep.EPState:
     # EP itself only factorises B = I + S^1/2 K S^1/2 >= I, which can succeed on a slightly
     # indefinite K; one Cholesky of K (a third of a parallel sweep) makes the jitter policy the
     # same as for the other methods.
-    _, jitter = _psd_cholesky(K)
+    jitter = _psd_cholesky(K)[1]  # not `_, jitter = ...`: that keeps the n x n factor alive
     scale = float(np.mean(np.diag(K)))
     rel = 10.0 * jitter / scale if jitter else _JITTER_START
     while True:
