@@ -18,6 +18,7 @@ as log P_B(f) is unchanged, while the Hessian is not invariant (Dinh et al. 2017
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -90,10 +91,21 @@ def flat_params(params):
 
 
 def hvp_fn(f, params):
-    """v -> H v for the scalar ``f`` at ``params``, on the flat parameter vector."""
-    flat, unravel = ravel_pytree(params)
-    g = jax.grad(lambda v: f(unravel(v)))
-    return lambda v: jax.jvp(g, (flat,), (v,))[1], flat.shape[0]
+    """(v -> H v for the scalar ``f`` at ``params`` on the flat parameter vector, dimension)."""
+    hvp, _ = _jitted(f)
+    return (lambda v: hvp(params, v)), ravel_pytree(params)[0].shape[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted(f):
+    # compiled once per loss function, reused for every network and probe: (H v, z^T H z batched)
+    def hvp(params, v):
+        flat, unravel = ravel_pytree(params)
+        g = jax.grad(lambda u: f(unravel(u)))
+        return jax.jvp(g, (flat,), (v,))[1]
+
+    quad = jax.vmap(lambda params, v: jnp.dot(v, hvp(params, v)), in_axes=(None, 0))
+    return jax.jit(hvp), jax.jit(quad)
 
 
 def dense_hessian(f, params) -> np.ndarray:
@@ -108,7 +120,7 @@ def top_eigenvalue(f, params, *, key: jax.Array, steps: int = 30) -> float:
     hvp, d = hvp_fn(f, params)
     k = int(min(steps, d))
     v0 = jax.random.normal(key, (d,), jnp.float32)
-    alphas, betas = _lanczos(jax.jit(hvp), v0, k)
+    alphas, betas = _lanczos(hvp, v0, k)
     T = np.diag(alphas) + np.diag(betas[:-1], 1) + np.diag(betas[:-1], -1)
     return float(np.linalg.eigvalsh(T)[-1])
 
@@ -135,9 +147,9 @@ def _lanczos(hvp, v0, k):
 def hutchinson_trace(f, params, *, key: jax.Array, n_probes: int = 100) -> tuple[float, float]:
     """(estimate of tr H, its standard error from the probes' spread): mean of z^T H z over
     ``n_probes`` Rademacher vectors z drawn with ``key``."""
-    hvp, d = hvp_fn(f, params)
+    d = ravel_pytree(params)[0].shape[0]
     z = jax.random.rademacher(key, (n_probes, d), jnp.float32)
-    q = np.asarray(jax.jit(jax.vmap(lambda v: jnp.dot(v, hvp(v))))(z), float)
+    q = np.asarray(_jitted(f)[1](params, z), float)
     return float(q.mean()), float(q.std(ddof=1) / math.sqrt(n_probes)) if n_probes > 1 else math.nan
 
 
