@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -71,10 +72,11 @@ def _sgd(name, *ov, title=""):
     return Run(name, ("samplers.rejection.enabled=false", *ov), title or name)
 
 
+@lru_cache(maxsize=None)
 def _corrupt(percent: int) -> str:
     """The n = 7 figures' target (and4, |S| = 16, train_seed 0) with percent % of S's labels
     flipped (``bayes_sgd.claims.corrupted_target``)."""
-    from .claims import corrupted_target
+    from .corruption import corrupted_target
 
     return corrupted_target("and4", n=7, train_size=16, train_seed=0, fraction=percent / 100)
 
