@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -136,6 +137,16 @@ SENSITIVITY_N7 = (
     Run("sigma_b0", ("model.sigma_b=0.0",), "sigma_b 0"),
 )
 
+
+@lru_cache(maxsize=None)
+def _corrupt(percent: int) -> str:
+    """The n = 7 figures' target (and4, |S| = 16, train_seed 0) with percent % of S's labels
+    flipped (``bayes_sgd.claims.corrupted_target``)."""
+    from .corruption import corrupted_target
+
+    return corrupted_target("and4", n=7, train_size=16, train_seed=0, fraction=percent / 100)
+
+
 FIGURES: dict[str, Figure] = {f.name: f for f in [
     Figure("prior_n7", "a", "fig_prior_n7.toml",
            "Zipf rank plot of the prior P(f) over all 2^7 inputs and log10 P(f) vs C_LZ "
@@ -196,6 +207,51 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            SENSITIVITY_N7, kind="sensitivity", x="gp", paper_only=("width1000",),
            # every function SGD finds scored (the quick scale scores the 400 most frequent)
            paper=("samplers.sgd.n_runs=20_000", "samplers.gp.max_functions=1_000_000")),
+    # ---- issue 15: the claims around the paper (bayes_sgd.claims draws them) ----
+    Figure("width_n7", "claims 1", "fig_width_n7.toml",
+           "more is more: test error, log10 P(S), bound, concentration and agreement vs width, "
+           "0 / 10 / 30 % of S's labels flipped",
+           tuple(Run(f"w{w}_c{c}", (f"model.widths=[{w}, {w}]", f"task.target={_corrupt(c)}"),
+                     f"width {w}, {c} % flipped") for c in (0, 10, 30)
+                 for w in (8, 16, 40, 128, 256, 512, 2048)),
+           kind="width",
+           paper=("samplers.sgd.n_runs=10_000", "samplers.gp.max_functions=1000"),
+           # quick scale (shared 2-core machine, ~5 min per run): widths 8, 40, 256 at 0 and 30 %
+           paper_only=tuple(f"w{w}_c{c}" for c in (0, 10, 30) for w in (8, 16, 40, 128, 256, 512, 2048)
+                            if c == 10 or w not in (8, 40, 256))),
+    # (the NNGP limit of the sweep is the GP itself: P_B here is the GP's at every width)
+    Figure("random_labels_n7", "claims 2", "fig_random_labels_n7.toml",
+           "random labels: epochs to fit, log10 P(S) (GP, rejection), bound and test error vs "
+           "fraction of S's labels flipped",
+           tuple(Run(f"c{c}", (f"task.target={_corrupt(c)}",), f"{c} % flipped")
+                 for c in (0, 25, 50, 75, 100)),
+           kind="random_labels", paper_only=("c25", "c75"),
+           paper=("samplers.sgd.n_runs=10_000", "samplers.rejection.n_samples=100_000_000",
+                  "samplers.gp.max_functions=1000")),
+    Figure("flatness_n7", "claims 3", "fig_flatness_n7.toml",
+           "flatness vs volume: Hessian top eigenvalue and trace vs log10 P_B(f|S), against "
+           "test error and log P_SGD; layer-rescaling check",
+           (Run("sgd_batch1", (), "SGD lr 0.1, batch 1"),), kind="flatness",
+           paper=("samplers.sgd.n_runs=10_000", "samplers.gp.max_functions=1000")),
+    Figure("distance_n7", "claims 5", "fig_distance_n7.toml",
+           "distance concentration: SGD solutions with the same / different function, and from "
+           "init, vs parameter count",
+           tuple(Run(f"w{w}", (f"model.widths=[{w}, {w}]",), f"width {w}") for w in (8, 40, 256)),
+           kind="distance", paper=("samplers.sgd.n_runs=2_000",)),
+    Figure("optimisers_mnist", "claims 4", "fig_optimisers_mnist.toml",
+           "optimiser and batch size on binarised MNIST: test error and P_SGD-P_B agreement",
+           (Run("adam_b32", (), "Adam lr 0.001, batch 32"),
+            Run("rmsprop_b32", ("samplers.sgd.optimizer=rmsprop",), "RMSprop lr 0.001, batch 32"),
+            Run("adagrad_b32", ("samplers.sgd.optimizer=adagrad", "samplers.sgd.lr=0.01"),
+                "Adagrad lr 0.01, batch 32"),
+            Run("sgd_b32", ("samplers.sgd.optimizer=sgd", "samplers.sgd.lr=0.05"), "SGD lr 0.05, batch 32"),
+            Run("sgd_b8", ("samplers.sgd.optimizer=sgd", "samplers.sgd.lr=0.05",
+                           "samplers.sgd.batch_size=8"), "SGD lr 0.05, batch 8"),
+            Run("sgd_full", ("samplers.sgd.optimizer=sgd", "samplers.sgd.lr=0.05",
+                             "samplers.sgd.batch_size=100_000"), "GD lr 0.05, full batch")),
+           kind="runs_table", n7=False,
+           paper=("task.train_size=1000", "task.test_size=100", "samplers.sgd.n_runs=2_000",
+                  "samplers.gp.max_functions=1000")),
 ]}
 
 PAPER_SCALE = {name: f.paper for name, f in FIGURES.items()}
@@ -330,7 +386,7 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from . import figures
+    from . import claims, figures
 
     if spec.kind == "prior":
         fig, metrics = figures.draw_prior(folders)
@@ -338,6 +394,8 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
         titles = {r.name: r.title or r.name for r in spec.runs}
         fig, metrics = figures.draw_sensitivity(folders, titles=titles, reference="base")
         (folder / f"{figure}.md").write_text(figures.sensitivity_markdown(metrics, titles=titles))
+    elif spec.kind in claims.KINDS:
+        fig, metrics = claims.draw(spec.kind, folders)
     else:
         titles = {r.name: r.title or r.name for r in spec.runs_at(scale)}
         fig, metrics = figures.draw_comparison(folders, reference=spec.reference, x=spec.x,

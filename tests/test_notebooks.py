@@ -85,7 +85,7 @@ def tiny_results(tmp_path_factory):
 
 
 # Notebooks that read a folder of runs (a figure folder) rather than one results folder.
-FOLDER_OF_RUNS = {"runs_grid"}
+FOLDER_OF_RUNS = {"runs_grid", "claims"}
 
 
 def _params_for(nb_path: Path, base: Path) -> str:
