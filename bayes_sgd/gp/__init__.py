@@ -2,7 +2,8 @@
 
 ``P_B(S) = P(sign(f(X_S)) = y_S)`` with ``f ~ GP(0, K_NNGP)`` is ``exp(log_orthant_probability(
 K, y).log_p)``; the conditional ``P_B(f_E | S)`` is either ``P(S ∪ E) / P(S)`` or the orthant
-probability of the EP predictive ``ep_predictive(...)``.
+probability of the EP predictive ``ep_predictive(...)``.  ``top_functions`` finds the most probable functions on E of such a
+predictive (sampling, scored by orthant probabilities), ``greedy_mode`` a local mode by bit flips.
 """
 from ._ep import EPState
 from ._kernels import fcn_nngp_kernel, fcn_nngp_kernel_for, mc_kernel_stderr, mc_nngp_kernel
@@ -14,6 +15,7 @@ from ._orthant import (
     log_orthant_probability,
     pac_bayes_bound,
 )
+from ._top import TopFunctions, greedy_mode, sample_sign_patterns, top_functions
 
 __all__ = [
     "EPState",
@@ -27,4 +29,8 @@ __all__ = [
     "mc_kernel_stderr",
     "mc_nngp_kernel",
     "pac_bayes_bound",
+    "TopFunctions",
+    "greedy_mode",
+    "sample_sign_patterns",
+    "top_functions",
 ]
