@@ -87,7 +87,8 @@ def markdown(csv_path) -> str:
         resolved = r.top1_count >= 100 and r.mode_is_top1
         p = f"{r.mode_p_ep:.2g}" + (f" ({r.top1_p_sampled:.2g})" if resolved else " (not resolved)")
         # the 100th function drawn < 10 times: the mass is at the sampling floor (~100/10^6)
-        mass = f"{r.top100_mass_sampled:.2g}" + ("" if r.n_seen_ge_10 >= 100 else "*")
+        floor = r.n_seen_ge_10 < min(100, r.n_distinct) and r.top100_mass_sampled < 0.05
+        mass = f"{r.top100_mass_sampled:.2g}" + ("*" if floor else "")
         lines.append(f"| {r.dataset} | {r.S:,} | {r.E} | {p} | {r.mode_errors} "
                      f"| {mass} | {r.n_distinct:,} | {r.ep_s:.0f} s |")
     return "\n".join(lines)
