@@ -35,7 +35,8 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
     if color:
         attrs = df.drop_duplicates("function").set_index("function")[color]
         c = attrs.reindex(sub.index).to_numpy(float)
-    pts = ax.scatter(sub[x], sub[y], c=c, cmap="viridis", s=14, alpha=0.8, edgecolors="none")
+    pts = ax.scatter(sub[x], sub[y], c=c, cmap="viridis", s=14, alpha=0.8, edgecolors="none",
+                     zorder=3)
     if color:
         plt.colorbar(pts, ax=ax, label={"lz": r"$C_{LZ}$", "test_error": "test error"}.get(color, color))
     (xlo, xhi), (ylo, yhi) = scatter_limits(sub[x].to_numpy(float), sub[y].to_numpy(float))
@@ -60,7 +61,7 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
         if r["pearson"] is not None:
             ax.text(0.03, 0.97, f"n = {r['n_functions']}\nPearson {r['pearson']:.2f}\n"
                     f"Spearman {r['spearman']:.2f}", transform=ax.transAxes, va="top",
-                    fontsize=9, bbox=dict(fc="white", alpha=0.8, lw=0))
+                    fontsize=9, bbox=dict(fc="white", alpha=0.6, lw=0), zorder=1)  # under the points
     return ax
 
 
