@@ -36,17 +36,25 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
     if color:
         attrs = df.drop_duplicates("function").set_index("function")[color]
         c = attrs.reindex(sub.index).to_numpy(float)
-    pts = ax.scatter(sub[x], sub[y], c=c, cmap="viridis", s=14, alpha=0.8, edgecolors="none")
+    pts = ax.scatter(sub[x], sub[y], c=c, cmap="viridis", s=14, alpha=0.8, edgecolors="none",
+                     zorder=3)
     if color:
         plt.colorbar(pts, ax=ax, label={"lz": r"$C_{LZ}$", "test_error": "test error"}.get(color, color))
-    lo = np.floor(min(sub[x].min(), sub[y].min()) - 0.2)
-    hi = max(0.0, np.ceil(max(sub[x].max(), sub[y].max())))
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
-    ax.set_xlim(lo, hi + 0.1), ax.set_ylim(lo, hi + 0.1)
-    ticks = np.arange(lo, hi + 1)
-    ax.set_xticks(ticks), ax.set_yticks(ticks)
-    ax.set_xticklabels([f"$10^{{{int(t)}}}$" for t in ticks])
-    ax.set_yticklabels([f"$10^{{{int(t)}}}$" for t in ticks])
+    (xlo, xhi), (ylo, yhi) = scatter_limits(sub[x].to_numpy(float), sub[y].to_numpy(float))
+    d_lo, d_hi = max(xlo, ylo), min(xhi, yhi)
+    if d_lo < d_hi:
+        ax.plot([d_lo, d_hi], [d_lo, d_hi], "k--", lw=1, label="y = x")
+    else:  # the diagonal misses the data's box: say by how far instead of drawing it
+        off = float(np.median(sub[y] - sub[x]))
+        ax.text(0.97, 0.03, f"y = x off the axes\nmedian log10 y/x = {off:+.1f}",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                bbox=dict(fc="white", alpha=0.8, lw=0))
+    ax.set_xlim(xlo, xhi), ax.set_ylim(ylo, yhi)
+    for lim, set_ticks, set_labels in ((ax.get_xlim(), ax.set_xticks, ax.set_xticklabels),
+                                       (ax.get_ylim(), ax.set_yticks, ax.set_yticklabels)):
+        ticks = decade_ticks(*lim)
+        set_ticks(ticks)
+        set_labels([f"$10^{{{int(t)}}}$" for t in ticks])
     ax.grid(True, alpha=0.3)
     ax.set_xlabel(LABELS.get(x, x)), ax.set_ylabel(LABELS.get(y, y))
     if annotate:
@@ -59,7 +67,7 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
         if lines:
             # lower right: below the diagonal, away from SGD's functions when P_SGD > P_B
             ax.text(0.97, 0.03, "\n".join(lines), transform=ax.transAxes, va="bottom",
-                    ha="right", fontsize=8, bbox=dict(fc="white", alpha=0.8, lw=0))
+                    ha="right", fontsize=8, bbox=dict(fc="white", alpha=0.8, lw=0), zorder=1)  # under the points
     return ax
 
 
@@ -83,6 +91,44 @@ def _measure_lines(df: pd.DataFrame, x: str, y: str) -> list[str]:
     if within is not None:
         out.append(f"{100 * within:.0f} % of {q} within 1 decade")
     return out
+
+
+def scatter_limits(x, y, *, pad: float = 0.25, min_span: float = 1.0):
+    """Axis limits (in log10 units) for a log10 P_y vs log10 P_x scatter that fit the data.
+
+    Each axis covers its data plus ``pad`` decades (at least ``min_span``), never above
+    ``pad`` (P <= 1).  When the two ranges overlap, both axes get their union, so y = x is the
+    diagonal of a square plot; when they are disjoint (e.g. P_SGD >= 1e-3 and P_B ~ 1e-11),
+    each keeps its own range instead of a shared one that squeezes the points into a corner.
+    Returns ``((xlo, xhi), (ylo, yhi))``.
+    """
+    def one(v):
+        v = np.asarray(v, float)
+        v = v[np.isfinite(v)]
+        if not len(v):
+            return -1.0 - pad, pad
+        lo, hi = float(v.min()) - pad, min(float(v.max()) + pad, pad)
+        if hi - lo < min_span:
+            mid = 0.5 * (lo + hi)
+            lo, hi = mid - min_span / 2, mid + min_span / 2
+            if hi > pad:
+                lo, hi = lo - (hi - pad), pad
+        return lo, hi
+
+    (xlo, xhi), (ylo, yhi) = one(x), one(y)
+    if max(xlo, ylo) < min(xhi, yhi):
+        lo, hi = min(xlo, ylo), max(xhi, yhi)
+        return (lo, hi), (lo, hi)
+    return (xlo, xhi), (ylo, yhi)
+
+
+def decade_ticks(lo: float, hi: float, max_ticks: int = 8) -> np.ndarray:
+    """Whole decades in [lo, hi], every 1, 2, 3, ... decades so at most ``max_ticks``."""
+    first, last = int(np.ceil(lo)), int(np.floor(hi))
+    if last < first:
+        return np.array([float(round(0.5 * (lo + hi)))])
+    step = max(1, int(np.ceil((last - first + 1) / max_ticks)))
+    return np.arange(first, last + 1, step, dtype=float)
 
 
 def scatter_panels(df: pd.DataFrame, path: Path | None = None, *, k: int = 1, title: str = ""):

@@ -176,13 +176,15 @@ def test_mc_kernel_of_full_image_conv_equals_analytic_fcn_nngp():
     assert np.any(np.abs(K_mc - K0) > 3 * tol)
 
 
-IMAGE_CONFIGS = sorted((ROOT / "experiments").glob("image_*.toml"))
+IMAGE_CONFIGS = sorted([*(ROOT / "experiments").glob("image_*.toml"),
+                        *(ROOT / "experiments").glob("paper_images_*.toml")])
 
 
 def test_image_configs_are_present_and_linked():
     names = {p.name for p in IMAGE_CONFIGS}
     assert {"image_mnist_fcn_quick.toml", "image_digits_cnn_quick.toml",
-            "image_mnist_fcn_paper.toml", "image_mnist_cnn_paper.toml"} <= names
+            "image_mnist_fcn_paper.toml", "image_mnist_cnn_paper.toml",
+            "paper_images_fcn.toml", "paper_images_cnn.toml"} <= names
     for p in IMAGE_CONFIGS:  # symlinks into the package copy, like boolean_n7.toml
         assert p.is_symlink() and p.resolve().parent == ROOT / "bayes_sgd" / "experiments"
 

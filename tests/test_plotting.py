@@ -171,3 +171,52 @@ def test_resolved_fits_use_only_functions_seen_min_count_times():
     assert np.all(res["log10_p"].to_numpy() <= bound + 1e-12)  # an upper bound of every resolved f
     assert np.isclose(res["log10_p"].to_numpy(), bound).any()  # and touches one
     plt.close(fig)
+
+
+# (x values, y values) -> expected ((xlo, xhi), (ylo, yhi)) with pad 0.25, worked out by hand
+LIMIT_CASES = {
+    # the case: P_B 1e-12..1e-10, P_SGD 1e-3..1e-1: disjoint ranges keep their own
+    # axes instead of a shared one from 1e-13 that squeezes the points into a corner
+    "disjoint": ([-12.0, -11.0, -10.0], [-3.0, -2.0, -1.0], ((-12.25, -9.75), (-3.25, -0.75))),
+    # overlapping ranges share the union, so y = x is the square's diagonal
+    "overlap": ([-4.0, -1.0], [-3.0, -0.5], ((-4.25, -0.25), (-4.25, -0.25))),
+    # never above P = 1 (+ pad); a single point gets the minimum span of one decade
+    "top": ([0.0], [-0.1], ((-0.75, 0.25), (-0.75, 0.25))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LIMIT_CASES))
+def test_scatter_limits_fit_the_data(name):
+    x, y, want = LIMIT_CASES[name]
+    got = plotting.scatter_limits(np.array(x), np.array(y))
+    np.testing.assert_allclose(np.array(got), np.array(want))
+
+
+def test_scatter_axes_fit_disjoint_data_and_say_where_the_diagonal_is():
+    rng = np.random.default_rng(0)
+    n = 30
+    fn = [format(i, "012b") for i in range(n)]
+    lp_b = rng.uniform(-12, -10, n)
+    lp_sgd = rng.uniform(-3, -1, n)
+    rows = []
+    for s, lp in (("gp", lp_b), ("sgd", lp_sgd)):
+        rows.append(pd.DataFrame({"sampler": s, "function": fn, "p": 10 ** lp, "log10_p": lp,
+                                  "count": 5 if s == "sgd" else pd.NA}))
+    df = pd.concat(rows, ignore_index=True)
+    fig, ax = plt.subplots()
+    plotting.scatter(df, "gp", "sgd", k=1, color=None, ax=ax, annotate=False)
+    xlo, xhi = ax.get_xlim()
+    ylo, yhi = ax.get_ylim()
+    assert xlo == pytest.approx(lp_b.min() - 0.25) and xhi == pytest.approx(lp_b.max() + 0.25)
+    assert ylo == pytest.approx(lp_sgd.min() - 0.25) and yhi == pytest.approx(lp_sgd.max() + 0.25)
+    assert not [l for l in ax.lines if l.get_label() == "y = x"]
+    text = " ".join(t.get_text() for t in ax.texts)
+    assert f"{np.median(lp_sgd - lp_b):+.1f}" in text
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("lo, hi, want", [(-12.3, -9.7, [-12, -11, -10]),
+                                          (-20.5, 0.2, [-20, -17, -14, -11, -8, -5, -2]),
+                                          (-0.4, -0.1, [0.0])])
+def test_decade_ticks(lo, hi, want):
+    np.testing.assert_array_equal(plotting.decade_ticks(lo, hi), want)

@@ -3,7 +3,9 @@
 ``P_B(S) = P(sign(f(X_S)) = y_S)`` with ``f ~ GP(0, K_NNGP)`` is ``exp(log_orthant_probability(
 K, y).log_p)``; the conditional ``P_B(f_E | S)`` is either ``P(S ∪ E) / P(S)`` or the orthant
 probability of the EP predictive ``ep_predictive(...)``; ``ep_log_orthant_many`` scores many sign
-patterns under one covariance at once (the GP sampler's scoring of functions).
+patterns under one covariance at once (the GP sampler's scoring of functions);
+``top_functions`` finds the most probable functions on E of such a predictive (sampling, scored by
+orthant probabilities), ``greedy_mode`` a local mode by bit flips.
 """
 from ._ep import EPState
 from ._ep_batch import OrthantBatch, ep_log_orthant_many
@@ -16,6 +18,7 @@ from ._orthant import (
     log_orthant_probability,
     pac_bayes_bound,
 )
+from ._top import TopFunctions, greedy_mode, sample_sign_patterns, top_functions
 
 __all__ = [
     "EPState",
@@ -31,4 +34,8 @@ __all__ = [
     "mc_kernel_stderr",
     "mc_nngp_kernel",
     "pac_bayes_bound",
+    "TopFunctions",
+    "greedy_mode",
+    "sample_sign_patterns",
+    "top_functions",
 ]
