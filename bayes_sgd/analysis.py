@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-COUNTING = ("rejection", "sgd", "nuts")
+from .config import sampler_names
+
+COUNTING = ("rejection", "sgd", "nuts")  # the built-in ones; sampler_names() has them all
 POSTERIOR_SAMPLERS = ("rejection", "sgd", "nuts", "gp")
 
 
@@ -33,7 +35,7 @@ def correlation(x, y) -> dict:
 
 def wide(df: pd.DataFrame, value: str = "log10_p") -> pd.DataFrame:
     """One row per function, one column per sampler (posterior samplers only)."""
-    sub = df[df["sampler"].isin(POSTERIOR_SAMPLERS)]
+    sub = df[df["sampler"].isin(sampler_names())]
     return sub.pivot_table(index="function", columns="sampler", values=value, aggfunc="first")
 
 
@@ -44,7 +46,7 @@ def compare(df: pd.DataFrame, x: str, y: str, *, k: int, exclude: str | None = N
         return correlation([], [])
     keep = lp[x].notna() & lp[y].notna()
     for s in (x, y):
-        if s in COUNTING:
+        if s in sampler_names(counts=True):
             keep &= cnt[s].fillna(0).astype(float) >= k
     if exclude is not None:
         keep &= lp.index != exclude
@@ -66,7 +68,7 @@ def split_half(df: pd.DataFrame, sampler: str, *, k: int, exclude: str | None = 
 
 def agreement(df: pd.DataFrame, *, min_counts, target: str) -> dict:
     """All pairwise comparisons and split-half ceilings for the samplers present."""
-    present = [s for s in POSTERIOR_SAMPLERS if (df["sampler"] == s).any()]
+    present = [s for s in sampler_names() if (df["sampler"] == s).any()]
     pairs = [(a, b) for i, b in enumerate(present) for a in present[i + 1:]]
     out: dict = {"pairs": {}, "split_half": {}}
     for a, b in pairs:
@@ -76,7 +78,7 @@ def agreement(df: pd.DataFrame, *, min_counts, target: str) -> dict:
                        "without_target": compare(df, a, b, k=k, exclude=target)}
             for k in min_counts}
     for s in present:
-        if s in COUNTING:
+        if s in sampler_names(counts=True):
             out["split_half"][s] = {
                 f"k={k}": {"with_target": split_half(df, s, k=k),
                            "without_target": split_half(df, s, k=k, exclude=target)}

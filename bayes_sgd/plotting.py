@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import COUNTING, compare, wide
+from .analysis import compare, wide
+from .config import sampler_names
 
 LABELS = {"rejection": r"$P_B(f|S)$ (rejection)", "sgd": r"$P_{SGD}(f|S)$",
           "gp": r"$P_B(f|S)$ (GP-EP)", "nuts": r"$P_B(f|S)$ (NUTS)", "prior": r"$P(f)$"}
@@ -25,7 +26,7 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
     lp, cnt = wide(df, "log10_p"), wide(df, "count")
     keep = lp.get(x, pd.Series(dtype=float)).notna() & lp.get(y, pd.Series(dtype=float)).notna()
     for s in (x, y):
-        if s in COUNTING and s in cnt:
+        if s in sampler_names(counts=True) and s in cnt:
             keep &= cnt[s].fillna(0).astype(float) >= k
     sub = lp.loc[keep]
     if sub.empty:

@@ -4,6 +4,9 @@
 K, y).log_p)``; the conditional ``P_B(f_E | S)`` is either ``P(S ∪ E) / P(S)`` or the orthant
 probability of the EP predictive ``ep_predictive(...)``.
 """
+from .._cpu_devices import use_one_device_per_core
+
+use_one_device_per_core()  # before any JAX backend starts (see bayes_sgd._cpu_devices)
 from ._ep import EPState
 from ._kernels import fcn_nngp_kernel, fcn_nngp_kernel_for, mc_kernel_stderr, mc_nngp_kernel
 from ._orthant import (

@@ -38,15 +38,16 @@ from tqdm.auto import tqdm
 from ..analysis import correlation
 from ..counting import strings_to_bits
 from ..function_table import COLUMNS, estimate_frame
+from ..jsonclean import clean_json as _clean
 from ..models import FCN
 from ..gp import (EXACT_MAX_DIM, ep_posterior, ep_predictive, fcn_nngp_kernel_for,
                   log_orthant_probability, mc_nngp_kernel, pac_bayes_bound)
 from ._common import STREAM, stream_key
+from ._protocol import counting_names
 
 __all__ = ["GPProblem", "Scores", "candidate_functions", "compare_modes", "gp_kernel", "run_gp",
            "prior_vs_sampling", "COMPARE_MAX_FUNCTIONS", "PRIOR_SAMPLER"]
 
-COUNTING = ("rejection", "sgd", "nuts")
 ANALYTIC_ACTIVATIONS = ("relu", "erf", "linear")
 COMPARE_MAX_FUNCTIONS = 200  # conditional mode: also score joint and compare up to this many
 PRIOR_SAMPLER = "gp_prior"  # function-table rows: GP prior P(f) on the whole truth table
@@ -59,7 +60,7 @@ def candidate_functions(df: pd.DataFrame, max_functions: int) -> tuple[list[str]
     """Distinct functions on E found by any counting sampler, most frequent (total count over
     samplers) first, ties broken by the bit string; at most ``max_functions``.
     Returns (functions, number of distinct functions found)."""
-    sub = df[df["sampler"].isin(COUNTING)] if len(df) else df
+    sub = df[df["sampler"].isin(counting_names())] if len(df) else df
     if sub is None or len(sub) == 0:
         return [], 0
     tot = sub.groupby("function")["count"].sum().astype(np.int64)
@@ -427,21 +428,6 @@ def _prior_block(cfg, model, df: pd.DataFrame, show: bool) -> tuple[pd.DataFrame
 
 
 # ---- the runner's entry point -----------------------------------------------------------------------
-
-def _clean(o):
-    """JSON-clean: numpy scalars to Python, nan/inf to None."""
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.bool_, bool)):
-        return bool(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    return o
-
 
 def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[pd.DataFrame, dict]:
     """Score the most frequent functions found by the counting samplers with the GP.

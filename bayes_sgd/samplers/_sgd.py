@@ -26,6 +26,7 @@ optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibat
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ import numpy as np
 import optax
 
 from ..counting import FunctionCounter
-from ._common import pack_bits_jax
+from ._common import pack_bits_jax, stream_key
 
 RANK_MAX_M = 256  # epoch_permutation by counting up to this |S| (m^2 work), by sorting above
 FIT_CHUNK = 128  # rows of S per forward pass in the fit check when |S| is larger
@@ -367,7 +368,7 @@ class SGDTrainer:
         randomness depends on r alone)."""
         P = self.P
         K = min(P, max(8, P // 4))
-        queue = list(run_ids)[::-1]
+        queue = _Queue(run_ids)  # lazy: run ids are drawn as slots free up
         res = SGDResult(FunctionCounter(self.n_test))
         devs = list(devices) if devices else [None]
         cur = [self.empty_state() if d is None else jax.device_put(self.empty_state(), d)
@@ -443,3 +444,49 @@ class SGDTrainer:
             if on_sync is not None:
                 on_sync(res)
         return res
+
+
+class _Queue:
+    """Run ids taken one at a time from any iterable (a range of 10^12 is never a list)."""
+
+    def __init__(self, ids):
+        self._it, self._head = iter(ids), []
+
+    def __bool__(self) -> bool:
+        if not self._head:
+            self._head.extend(itertools.islice(self._it, 1))
+        return bool(self._head)
+
+    def pop(self) -> int:
+        if not self:
+            raise IndexError("pop from an empty queue")
+        return self._head.pop()
+
+
+EPOCHS_PER_SYNC = 0  # SGD epochs between host syncs: 0 = adapted to the runs (sync_epochs_for)
+CPU_MAX_SLOTS = 32  # automatic SGD slots per CPU device: more leave the core's cache (slower)
+
+
+def sgd_trainer_and_run_kwargs(cfg, task, model, *, slots: int | None = None):
+    """The runner's ``SGDTrainer`` and ``run`` keyword arguments for ``cfg`` (also used by the
+    benchmark and the distributed workers).  Every JAX device trains ``P`` slots concurrently
+    (on CPU one device per core, see ``bayes_sgd._cpu_devices``).  An automatic slot count
+    (``slots = 0``) shares ``n_runs`` and the memory budget between the devices and is capped
+    at ``CPU_MAX_SLOTS`` per device on CPU, where larger vmapped batches fall out of the core's
+    cache and train fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs.
+    Results do not depend on any of these (every run's random numbers depend on its run id
+    alone)."""
+    settings = SGDSettings.from_config(cfg.samplers.sgd)
+    devices = jax.devices()
+    n_dev = len(devices)
+    if slots:
+        settings.slots = slots
+    else:
+        settings.memory_budget_bytes //= n_dev
+    trainer = SGDTrainer(model, task, settings, stream=stream_key(cfg.seed, "sgd"))
+    if not settings.slots:
+        trainer.P = max(1, min(trainer.P, -(-settings.n_runs // n_dev)))
+        if jax.default_backend() == "cpu":
+            trainer.P = min(trainer.P, CPU_MAX_SLOTS)
+    return trainer, dict(epochs_per_sync=EPOCHS_PER_SYNC,
+                         devices=devices if n_dev > 1 else None)
