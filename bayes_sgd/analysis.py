@@ -84,3 +84,49 @@ def agreement(df: pd.DataFrame, *, min_counts, target: str) -> dict:
                            "without_target": split_half(df, s, k=k, exclude=target)}
                 for k in min_counts}
     return out
+
+
+# ---- fitted statistics of the rank and complexity plots (``plotting`` draws them) -------------
+# With N samples every function seen once sits at P = 1/N: for the n = 7 prior most distinct
+# functions are such singletons, and a fit over all of them describes the sampling floor, not
+# P(f).  ``zipf_fit`` fits only functions seen at least ``min_count`` times.
+
+def rank_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line log10 P = intercept + slope log10 rank, the
+    line ``rank_plot`` draws (all ranked functions, probabilities in decreasing order)."""
+    p = np.sort(df.loc[df["sampler"] == sampler, "p"].to_numpy(float))[::-1]
+    p = p[p > 0]
+    if len(p) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
+    return float(slope), float(icpt)
+
+
+def bound_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
+    """(slope, intercept) of the line ``complexity_plot`` draws: a least-squares fit of the
+    largest log10 P at each C_LZ value (the simplicity-bias upper bound a - b C_LZ)."""
+    sub = df[(df["sampler"] == sampler) & df["log10_p"].notna()]
+    top = sub.groupby("lz")["log10_p"].max()
+    if len(top) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(top.index.to_numpy(float), top.to_numpy(float), 1)
+    return float(slope), float(icpt)
+
+
+def _resolved(df: pd.DataFrame, sampler: str, min_count: int):
+    sub = df[(df["sampler"] == sampler) & df["p"].notna()]
+    order = np.argsort(-sub["p"].to_numpy(float), kind="stable")
+    sub = sub.iloc[order]
+    counts = sub["count"].astype(float).to_numpy() if "count" in sub else np.full(len(sub), np.inf)
+    return sub, counts >= min_count
+
+
+def zipf_fit(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10):
+    """(slope, intercept, n) of log10 P = intercept + slope log10 rank over the functions seen
+    >= ``min_count`` times (ranks 1..n: they are the most probable ones)."""
+    sub, ok = _resolved(df, sampler, min_count)
+    p = sub["p"].to_numpy(float)[ok]
+    if len(p) < 3:
+        return float("nan"), float("nan"), int(len(p))
+    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
+    return float(slope), float(icpt), int(len(p))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .complexity import lz_complexity_batch
-from .counting import FunctionCounter, bits_to_strings, unpack_bits
+from .counting import FunctionCounter, bits_to_strings, strings_to_bits, unpack_bits
 
 COLUMNS = ["sampler", "function", "count", "count_half0", "count_half1", "p", "log10_p",
            "log10_p_err", "lz", "ones", "test_error"]
@@ -49,8 +49,7 @@ def counter_frame(sampler: str, counter: FunctionCounter, task, *, full_table: b
 
 def estimate_frame(sampler: str, functions: list[str], log10_p, log10_p_err, task) -> pd.DataFrame:
     """Rows for an estimator that scores given functions (e.g. the GP) instead of counting."""
-    bits = np.array([np.frombuffer(f.encode(), np.uint8) - 48 for f in functions], np.uint8)
-    bits = bits.reshape(len(functions), task.n_test)
+    bits = strings_to_bits(list(functions)).reshape(len(functions), task.n_test)
     lz = lz_complexity_batch(task.full_table(bits)) if len(bits) else np.zeros(0)
     log10_p = np.asarray(log10_p, float)
     return pd.DataFrame({

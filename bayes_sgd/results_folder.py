@@ -241,7 +241,8 @@ class ResultsFolder:
             f.unlink()
 
     def begin(self, devices: list[str]) -> None:
-        """Write the manifest with ``"status": "running"``; result files are left in place."""
+        """Write the manifest with ``"status": "running"`` (unless the folder is complete: its
+        results are the config's until new ones replace them); result files stay in place."""
         cfg, started = self.cfg, _now()
         self.manifest = {
             "status": "running", "config": cfg.to_dict(),
@@ -254,6 +255,8 @@ class ResultsFolder:
         if old is not None:
             self.manifest["started"] = old.get("started", started)
             self.manifest["resumed"] = started
+            if old.get("status") == "complete":
+                return  # a finished folder stays finished until the new results are complete
         atomic_write_json(self.out / "manifest.json", self.manifest)
 
     def write_table(self, name: str, df) -> None:

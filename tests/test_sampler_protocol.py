@@ -170,6 +170,23 @@ def test_damaged_checkpoint_keeps_finished_results(uniform, tmp_path, capsys, ho
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
 
 
+def test_interrupted_restart_of_a_finished_folder_keeps_it_finished(uniform, tmp_path):
+    """Issue 13 item 1: ``--restart`` on a complete folder, interrupted: every finished file
+    (manifest "complete" included) is left byte for byte; the next run completes it again."""
+    cfg, out, before = _complete_folder(tmp_path)
+    uniform.interrupt_after = 1
+    with pytest.raises(Interrupted, match="checkpoint saved"):
+        run_experiment(cfg, out, show_progress=False, restart=True)
+    assert {f: (out / f).read_bytes() for f in RESULTS} == before
+    assert np.load(out / "checkpoints" / "uniform.npz")["done"].tolist() == [0]
+    uniform.interrupt_after = None
+    run_experiment(cfg, out, show_progress=False)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["status"] == "complete" and "resumed" in man
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "functions.parquet"),
+                                  pd.read_parquet(io.BytesIO(before["functions.parquet"])))
+
+
 def _cli_set():
     return [arg for o in OVERRIDES for arg in ("--set", o)]
 
@@ -267,3 +284,39 @@ def test_memory_bounded_by_chunk_not_by_requested_total(sampler, overrides, tmp_
     assert seen[:8] == list(range(8))
     assert peak < 30e6, peak
     assert (tmp_path / sampler / "checkpoints" / f"{sampler}.npz").exists()
+
+
+CROSS_FIELD = [  # (overrides, message): checked once, in config, before any work
+    (["task.kind=image", "model.arch=cnn", "samplers.nuts.enabled=true"],
+     "samplers.nuts.enabled: NUTS samples FCN weights; expected false with model.arch = 'cnn'"),
+    (["task.kind=image", "model.arch=cnn", "samplers.rejection.output_draws=2"],
+     "samplers.rejection.output_draws: expected 1 for model.arch = 'cnn'"),
+    (["samplers.rejection.output_draws=2", "samplers.rejection.record_prior=true"],
+     "samplers.rejection.output_draws: expected 1 with record_prior = true"),
+    (["samplers.rejection.output_draws=3", "samplers.rejection.chunk_size=1000"],
+     "samplers.rejection.chunk_size: expected a multiple of output_draws = 3"),
+    (["samplers.rejection.enabled=false", "samplers.sgd.enabled=false"],
+     "samplers: expected at least one of rejection, sgd, nuts enabled"),
+]
+
+
+@pytest.mark.parametrize("overrides, message", CROSS_FIELD)
+def test_cross_field_checks_in_config(overrides, message):
+    from bayes_sgd.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_config(None, overrides)
+    assert str(e.value).startswith(message)
+
+
+def test_a_registered_sampler_counts_towards_enabled_samplers(uniform):
+    from bayes_sgd.config import ConfigError
+
+    with pytest.raises(ConfigError, match="at least one of rejection, sgd, nuts, uniform enabled"):
+        load_config(None, ["samplers.rejection.enabled=false", "samplers.sgd.enabled=false"])
+    cfg = load_config(None, ["samplers.rejection.enabled=false", "samplers.sgd.enabled=false",
+                             "samplers.uniform.enabled=true"])
+    assert cfg.samplers.uniform.n_chunks == 6
+    assert "uniform" in cfg.to_dict()["samplers"]
+    # disabled, a registered section stays out of to_dict (other configs' manifests unchanged)
+    assert "uniform" not in load_config(None, []).to_dict()["samplers"]

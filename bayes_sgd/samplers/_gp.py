@@ -32,7 +32,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from tqdm.auto import tqdm
 
 from ..analysis import correlation
@@ -306,17 +305,13 @@ def compare_modes(problem: GPProblem, bits_E, *, method: str = "ep",
                               tilting_samples=tilting_samples, seed=seed, show=show).log10_p
     c, j = np.asarray(conditional, float), np.asarray(joint, float)
     ok = np.isfinite(c) & np.isfinite(j)
-    c, j = c[ok], j[ok]
-    d = c - j
-    out = {"method": method, "n_functions": int(ok.sum()),
-           "mean_abs_diff_log10": float(np.abs(d).mean()) if len(d) else None,
-           "max_abs_diff_log10": float(np.abs(d).max()) if len(d) else None,
-           "mean_diff_log10": float(d.mean()) if len(d) else None,
-           "pearson": None, "spearman": None}
-    if len(d) >= 3 and np.ptp(c) > 0 and np.ptp(j) > 0:
-        out["pearson"] = float(stats.pearsonr(c, j)[0])
-        out["spearman"] = float(stats.spearmanr(c, j)[0])
-    return out
+    d = c[ok] - j[ok]
+    corr = correlation(c, j)  # over the same finite pairs
+    return {"method": method, "n_functions": int(ok.sum()),
+            "mean_abs_diff_log10": float(np.abs(d).mean()) if len(d) else None,
+            "max_abs_diff_log10": float(np.abs(d).max()) if len(d) else None,
+            "mean_diff_log10": float(d.mean()) if len(d) else None,
+            "pearson": corr["pearson"], "spearman": corr["spearman"]}
 
 
 # ---- the prior on the whole truth table vs random-init sampling -------------------------------------
@@ -429,6 +424,17 @@ def _prior_block(cfg, model, df: pd.DataFrame, show: bool) -> tuple[pd.DataFrame
 
 # ---- the runner's entry point -----------------------------------------------------------------------
 
+def _conditional_vs_joint(cfg, problem: GPProblem, bits, sc: Scores, show: bool) -> dict:
+    gc, dim = cfg.samplers.gp, problem.K.shape[0]
+    if gc.method == "exact" and dim > EXACT_MAX_DIM:
+        return {"skipped": f"joint mode with method 'exact' needs {dim} > {EXACT_MAX_DIM} dimensions"}
+    t_c = time.perf_counter()
+    out = compare_modes(problem, bits, method=gc.method, tilting_samples=gc.tilting_samples,
+                        seed=cfg.seed, conditional=sc.log10_p, show=show)
+    out["time_s"] = time.perf_counter() - t_c
+    return out
+
+
 def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[pd.DataFrame, dict]:
     """Score the most frequent functions found by the counting samplers with the GP.
 
@@ -495,16 +501,7 @@ def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[p
         **sc.info,
     )
     if gc.mode == "conditional" and 0 < len(functions) <= COMPARE_MAX_FUNCTIONS:
-        dim = problem.K.shape[0]
-        if gc.method == "exact" and dim > EXACT_MAX_DIM:
-            summary["conditional_vs_joint"] = {
-                "skipped": f"joint mode with method 'exact' needs {dim} > {EXACT_MAX_DIM} dimensions"}
-        else:
-            t_c = time.perf_counter()
-            summary["conditional_vs_joint"] = compare_modes(
-                problem, bits, method=gc.method, tilting_samples=gc.tilting_samples,
-                seed=cfg.seed, conditional=sc.log10_p, show=show)
-            summary["conditional_vs_joint"]["time_s"] = time.perf_counter() - t_c
+        summary["conditional_vs_joint"] = _conditional_vs_joint(cfg, problem, bits, sc, show)
     prior_frame, prior_summary = _prior_block(cfg, model, df, show)
     if prior_summary is not None:
         summary["prior_vs_sampling"] = prior_summary

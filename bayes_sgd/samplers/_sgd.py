@@ -307,6 +307,11 @@ class SGDTrainer:
 
         # n_epochs is traced: the sync cadence adapts without recompiling
         self.run_epochs = jax.jit(run_epochs)
+        self._build_refill()
+
+    def _build_refill(self):
+        """The jitted slot refill (new runs' inits) and the functions on E of finished runs."""
+        model = self.model
 
         def refill(state: SlotState, mask, new_ids):
             p, o = jax.vmap(self._init_one)(new_ids)
@@ -346,6 +351,28 @@ class SGDTrainer:
         z = jnp.zeros((self.P,), jnp.int32)
         f = jnp.zeros((self.P,), bool)
         return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), f, f)
+
+    def _harvest(self, st, ahead, idle, new_ids, K):
+        """Read up to ``K`` finished slots of ``st``, refill them in ``ahead`` with new run ids;
+        returns the new state and (records, packed functions on E) of the finished runs, or
+        ``(ahead, None)`` when none finished.  Updates ``idle`` in place."""
+        done = np.asarray(st.done) & ~idle
+        if not done.any():
+            return ahead, None
+        slots = np.flatnonzero(done)[:K]
+        run_id = np.asarray(st.run_id)[slots]
+        fit_epoch = np.asarray(st.fit_epoch)[slots]
+        epochs = np.asarray(st.epoch)[slots]
+        div = np.asarray(st.diverged)[slots]
+        fitted = np.asarray(st.fits)[slots] & ~div
+        recs = [(int(r), bool(f), int(fe), int(ep), bool(d))
+                for r, f, fe, ep, d in zip(run_id, fitted, fit_epoch, epochs, div)]
+        harvest = np.zeros(K, np.int32)
+        harvest[: len(slots)] = slots
+        ids, mask = new_ids(slots)
+        new_state, packed = self.harvest_and_refill(ahead, harvest, mask, ids)
+        idle[slots] = ids[slots] < 0
+        return new_state, (recs, packed)
 
     def run(self, run_ids, *, epochs_per_sync: int = 4, progress=None,
             on_sync=None, devices=None, max_sync_seconds: float = 2.0) -> SGDResult:
@@ -402,37 +429,13 @@ class SGDTrainer:
             n_done = n_fit = 0
             for j, idle in enumerate(idles):
                 if pend[j] is not None:  # functions of the runs harvested last sync
-                    recs, packed = pend[j]
+                    d_done, d_fit, d_ep = _record(res, *pend[j])
                     pend[j] = None
-                    packed = np.asarray(packed)[: len(recs)]
-                    fitted = np.array([r[1] for r in recs], bool)
-                    ids = np.array([r[0] for r in recs], np.int64)
-                    res.counter.add_packed(packed[fitted], half=ids[fitted] % 2)
-                    for r, f, fe, ep, d in recs:
-                        res.records[r] = (f, fe, ep, d)
-                        epochs_seen += ep
-                    n_done, n_fit = n_done + len(recs), n_fit + int(fitted.sum())
+                    n_done, n_fit, epochs_seen = n_done + d_done, n_fit + d_fit, epochs_seen + d_ep
                 if idle.all():
                     continue
-                st = cur[j]  # computed (ahead[j] runs on it now): reading does not wait long
-                done = np.asarray(st.done) & ~idle
-                if not done.any():
-                    cur[j] = ahead[j]
-                    continue
-                slots = np.flatnonzero(done)[:K]
-                run_id = np.asarray(st.run_id)[slots]
-                fit_epoch = np.asarray(st.fit_epoch)[slots]
-                epochs = np.asarray(st.epoch)[slots]
-                div = np.asarray(st.diverged)[slots]
-                fitted = np.asarray(st.fits)[slots] & ~div
-                recs = [(int(r), bool(f), int(fe), int(ep), bool(d))
-                        for r, f, fe, ep, d in zip(run_id, fitted, fit_epoch, epochs, div)]
-                harvest = np.zeros(K, np.int32)
-                harvest[: len(slots)] = slots
-                ids, mask = new_ids(slots)
-                cur[j], packed = self.harvest_and_refill(ahead[j], harvest, mask, ids)
-                pend[j] = (recs, packed)
-                idle[slots] = ids[slots] < 0
+                # cur[j] is computed (ahead[j] runs on it now): reading does not wait long
+                cur[j], pend[j] = self._harvest(cur[j], ahead[j], idle, new_ids, K)
             if slow or (epochs_per_sync > 1 and not first_sync
                         and time.perf_counter() - t_sync > max_sync_seconds):
                 slow, epochs_per_sync = True, 1  # (the first sync compiles: not counted)
@@ -444,6 +447,19 @@ class SGDTrainer:
             if on_sync is not None:
                 on_sync(res)
         return res
+
+
+def _record(res: SGDResult, recs, packed) -> tuple[int, int, int]:
+    """Add harvested runs to ``res``; returns (runs, fitted runs, epochs trained)."""
+    packed = np.asarray(packed)[: len(recs)]
+    fitted = np.array([r[1] for r in recs], bool)
+    ids = np.array([r[0] for r in recs], np.int64)
+    res.counter.add_packed(packed[fitted], half=ids[fitted] % 2)
+    epochs = 0
+    for r, f, fe, ep, d in recs:
+        res.records[r] = (f, fe, ep, d)
+        epochs += ep
+    return len(recs), int(fitted.sum()), epochs
 
 
 class _Queue:
