@@ -1,9 +1,7 @@
 """bayes-sgd: is SGD a Bayesian sampler? Compare P_SGD(f|S) with P_B(f|S).
 
-Pipeline: task -> model -> sampler -> function table -> analysis.
+Pipeline: task -> model -> sampler -> function table -> analysis.  Importing the package (or
+``bayes_sgd.results``) does not import JAX; the packages that do (``models``, ``samplers``,
+``gp``) first ask for one CPU device per core (``_cpu_devices``).
 """
-from ._cpu_devices import use_one_device_per_core as _use_one_device_per_core
-
 __version__ = "0.1.0"
-
-_use_one_device_per_core()  # before any JAX backend starts (see _cpu_devices)

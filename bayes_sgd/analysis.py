@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-COUNTING = ("rejection", "sgd", "nuts")
+from .config import sampler_names
+
+COUNTING = ("rejection", "sgd", "nuts")  # the built-in ones; sampler_names() has them all
 POSTERIOR_SAMPLERS = ("rejection", "sgd", "nuts", "gp")
 
 
@@ -40,7 +42,7 @@ def correlation(x, y) -> dict:
 
 def wide(df: pd.DataFrame, value: str = "log10_p") -> pd.DataFrame:
     """One row per function, one column per sampler (posterior samplers only)."""
-    sub = df[df["sampler"].isin(POSTERIOR_SAMPLERS)]
+    sub = df[df["sampler"].isin(sampler_names())]
     return sub.pivot_table(index="function", columns="sampler", values=value, aggfunc="first")
 
 
@@ -51,7 +53,7 @@ def compare(df: pd.DataFrame, x: str, y: str, *, k: int, exclude: str | None = N
         return correlation([], [])
     keep = lp[x].notna() & lp[y].notna()
     for s in (x, y):
-        if s in COUNTING:
+        if s in sampler_names(counts=True):
             keep &= cnt[s].fillna(0).astype(float) >= k
     if exclude is not None:
         keep &= lp.index != exclude
@@ -75,7 +77,7 @@ def agreement(df: pd.DataFrame, *, min_counts, target: str, n_boot: int | None =
     """All pairwise comparisons and split-half ceilings for the samplers present, and under
     ``measures`` each pair's distribution measures with bootstrap intervals (``measures``, with
     q and p from ``pair_roles``; ``n_boot`` replicates, default ``N_BOOTSTRAP``)."""
-    present = [s for s in POSTERIOR_SAMPLERS if (df["sampler"] == s).any()]
+    present = [s for s in sampler_names() if (df["sampler"] == s).any()]
     pairs = [(a, b) for i, b in enumerate(present) for a in present[i + 1:]]
     out: dict = {"pairs": {}, "split_half": {}, "measures": {}}
     for a, b in pairs:
@@ -90,7 +92,7 @@ def agreement(df: pd.DataFrame, *, min_counts, target: str, n_boot: int | None =
         if m is not None:
             out["measures"][name] = m
     for s in present:
-        if s in COUNTING:
+        if s in sampler_names(counts=True):
             out["split_half"][s] = {
                 f"k={k}": {"with_target": split_half(df, s, k=k),
                            "without_target": split_half(df, s, k=k, exclude=target)}
@@ -195,13 +197,13 @@ def _measure_rows(pq, pp, cq, cp, p_counts: bool, ks, target_col):
 
 def _bootstrap(df: pd.DataFrame, q: str, p: str, *, min_counts, target, n_boot: int, seed: int):
     """(point values, bootstrap replicates, info) of ``measures``; None without rows."""
-    if q not in COUNTING:
-        raise ValueError(f"measures: q must be a counting sampler of {list(COUNTING)}, got {q!r}")
+    if q not in sampler_names(counts=True):
+        raise ValueError(f"measures: q must be a counting sampler of {list(sampler_names(counts=True))}, got {q!r}")
     sq = df[(df["sampler"] == q) & (df["count"].fillna(0).astype(float) > 0)]
     sp = df[(df["sampler"] == p) & df["p"].notna()]
     if sq.empty or sp.empty:
         return None
-    p_counts = p in COUNTING
+    p_counts = p in sampler_names(counts=True)
     cq_all = sq["count"].astype(float).to_numpy()
     wq_all = sq["p"].astype(float).to_numpy() / cq_all  # probability per sample of each function
     sp_idx = sp.set_index("function")
@@ -331,3 +333,49 @@ def measures(df: pd.DataFrame, q: str, p: str, *, min_counts=(), target: str | N
     return {"q": q, "p": p, "p_kind": info["p_kind"], "n_bootstrap": int(n_boot),
             "ci_level": level, "n_functions_q": info["n_functions_q"],
             "n_functions_joint": info["n_functions_joint"], "values": values}
+
+
+# ---- fitted statistics of the rank and complexity plots (``plotting`` draws them) -------------
+# With N samples every function seen once sits at P = 1/N: for the n = 7 prior most distinct
+# functions are such singletons, and a fit over all of them describes the sampling floor, not
+# P(f).  ``zipf_fit`` fits only functions seen at least ``min_count`` times.
+
+def rank_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
+    """(slope, intercept) of the least-squares line log10 P = intercept + slope log10 rank, the
+    line ``rank_plot`` draws (all ranked functions, probabilities in decreasing order)."""
+    p = np.sort(df.loc[df["sampler"] == sampler, "p"].to_numpy(float))[::-1]
+    p = p[p > 0]
+    if len(p) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
+    return float(slope), float(icpt)
+
+
+def bound_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
+    """(slope, intercept) of the line ``complexity_plot`` draws: a least-squares fit of the
+    largest log10 P at each C_LZ value (the simplicity-bias upper bound a - b C_LZ)."""
+    sub = df[(df["sampler"] == sampler) & df["log10_p"].notna()]
+    top = sub.groupby("lz")["log10_p"].max()
+    if len(top) < 2:
+        return float("nan"), float("nan")
+    slope, icpt = np.polyfit(top.index.to_numpy(float), top.to_numpy(float), 1)
+    return float(slope), float(icpt)
+
+
+def _resolved(df: pd.DataFrame, sampler: str, min_count: int):
+    sub = df[(df["sampler"] == sampler) & df["p"].notna()]
+    order = np.argsort(-sub["p"].to_numpy(float), kind="stable")
+    sub = sub.iloc[order]
+    counts = sub["count"].astype(float).to_numpy() if "count" in sub else np.full(len(sub), np.inf)
+    return sub, counts >= min_count
+
+
+def zipf_fit(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10):
+    """(slope, intercept, n) of log10 P = intercept + slope log10 rank over the functions seen
+    >= ``min_count`` times (ranks 1..n: they are the most probable ones)."""
+    sub, ok = _resolved(df, sampler, min_count)
+    p = sub["p"].to_numpy(float)[ok]
+    if len(p) < 3:
+        return float("nan"), float("nan"), int(len(p))
+    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
+    return float(slope), float(icpt), int(len(p))

@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config field, e.g. --set samplers.sgd.lr=0.01")
     run.add_argument("--scheduler", help="Dask scheduler address (tcp://host:port) for chunks")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--restart", action="store_true",
+                     help="discard the folder's checkpoints and start the samplers over "
+                          "(finished results stay until the new ones are complete)")
     show = sub.add_parser("config", help="print the resolved config as JSON")
     show.add_argument("config", nargs="?")
     show.add_argument("--set", dest="overrides", action="append", default=[])
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out or f"results/{cfg.name}")
         from .experiment import run_experiment
 
-        summary = run_experiment(cfg, out, show_progress=not args.quiet, scheduler=args.scheduler)
+        summary = run_experiment(cfg, out, show_progress=not args.quiet, scheduler=args.scheduler,
+                                 restart=args.restart)
     except (ConfigError, ResultsFolderError, SchedulerError, ValueError, FileNotFoundError) as e:
         print(f"bayes-sgd: error: {e}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, get_args, get_origin, get_type_hints
 
 
 class ConfigError(ValueError):
@@ -106,8 +106,19 @@ class ModelConfig:
                                          "linear readout (the paper's CNN)")
 
 
+class SamplerSection:
+    """Base of a sampler's config section: ``counts`` (counts functions, as opposed to scoring
+    those the counting samplers found) and ``validate(cfg)``, its cross-field checks (run once,
+    by ``config_from_dict``, before any work)."""
+
+    counts: ClassVar[bool] = True
+
+    def validate(self, cfg: "Config") -> None:
+        pass
+
+
 @dataclass
-class RejectionConfig:
+class RejectionConfig(SamplerSection):
     enabled: bool = _spec(True)
     n_samples: int = _spec(2_000_000, min=1, max=MAX_REJECTION_SAMPLES)
     chunk_size: int = _spec(0, min=0, max=MAX_CHUNK, help="networks per batch; 0 = choose from memory")
@@ -115,9 +126,27 @@ class RejectionConfig:
     output_draws: int = _spec(1, min=1, max=MAX_CHUNK, help="output layers per hidden-layer draw; > 1: samples "
                               "not independent (ESS reported), FCN only, without record_prior")
 
+    def validate(self, cfg: "Config") -> None:
+        k, arch = self.output_draws, cfg.model.arch
+        if k > 1:
+            if arch != "fcn":
+                raise ConfigError(f"samplers.rejection.output_draws: expected 1 for model.arch = "
+                                  f"{arch!r} (several output layers per hidden draw: FCN only), got {k}")
+            if self.record_prior:
+                raise ConfigError(f"samplers.rejection.output_draws: expected 1 with record_prior = "
+                                  f"true (the prior's whole tables repeat within a hidden draw), got {k}")
+            if self.chunk_size % k:
+                raise ConfigError(f"samplers.rejection.chunk_size: expected a multiple of "
+                                  f"output_draws = {k} (or 0), got {self.chunk_size}")
+        if self.chunk_size and (n_chunks := -(-self.n_samples // self.chunk_size)) > MAX_REJECTION_CHUNKS:
+            raise ConfigError(
+                f"samplers.rejection.chunk_size: expected at most {_fmt(MAX_REJECTION_CHUNKS)} chunks "
+                f"of n_samples = {self.n_samples:,} (a done-flag is kept per chunk), got "
+                f"{n_chunks:,} chunks of {self.chunk_size}; use a larger chunk_size or 0 (automatic)")
+
 
 @dataclass
-class SGDConfig:
+class SGDConfig(SamplerSection):
     enabled: bool = _spec(True)
     n_runs: int = _spec(2000, min=1, max=MAX_SGD_RUNS)
     optimizer: str = _spec("sgd", choices=OPTIMIZERS)
@@ -132,7 +161,8 @@ class SGDConfig:
 
 
 @dataclass
-class GPConfig:
+class GPConfig(SamplerSection):
+    counts: ClassVar[bool] = False  # scores the functions the counting samplers found
     enabled: bool = _spec(False)
     method: str = _spec("ep", choices=("ep", "exact", "minimax-tilting"))
     mode: str = _spec("joint", choices=("joint", "conditional"))
@@ -147,9 +177,16 @@ class GPConfig:
     prior_min_count: int = _spec(10, min=1, help="with rejection.record_prior (Boolean): GP "
                                  "P(f) of prior functions seen at least this often")
 
+    def validate(self, cfg: "Config") -> None:
+        if self.enabled and cfg.task.kind == "boolean" and cfg.task.n > GP_BOOLEAN_MAX_N:
+            raise ConfigError(
+                f"samplers.gp.enabled: the GP's kernel covers all 2^n inputs of a Boolean task "
+                f"(2^{cfg.task.n} x 2^{cfg.task.n} here) and EP costs O(2^(3n)) per function; "
+                f"expected false with task.n > {GP_BOOLEAN_MAX_N}, or task.n <= {GP_BOOLEAN_MAX_N}")
+
 
 @dataclass
-class NUTSConfig:
+class NUTSConfig(SamplerSection):
     enabled: bool = _spec(False)
     beta: float = _spec(30.0, min=0.0, exclusive_min=True,
                         help="likelihood temperature: Bernoulli(y | logits = beta f)")
@@ -158,13 +195,60 @@ class NUTSConfig:
     num_samples: int = _spec(1000, min=1, max=MAX_NUTS_DRAWS)
     thin: int = _spec(1, min=1, max=MAX_NUTS_DRAWS)
 
+    def validate(self, cfg: "Config") -> None:
+        if self.enabled and cfg.model.arch != "fcn":
+            raise ConfigError(f"samplers.nuts.enabled: NUTS samples the weights of an FCN only; "
+                              f"expected false with model.arch = {cfg.model.arch!r}")
+
 
 @dataclass
 class SamplersConfig:
+    """One section per sampler: the four built in here, then those registered with
+    ``register_sampler_section`` (``samplers_config_class`` builds the class with them)."""
+
     rejection: RejectionConfig = field(default_factory=RejectionConfig)
     sgd: SGDConfig = field(default_factory=SGDConfig)
     gp: GPConfig = field(default_factory=GPConfig)
     nuts: NUTSConfig = field(default_factory=NUTSConfig)
+
+    def sections(self) -> dict[str, SamplerSection]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+_EXTRA_SECTIONS: dict[str, type] = {}
+_SECTIONS_CLASS: list = [SamplersConfig, ()]  # (class, the extra sections it was built for)
+
+
+def register_sampler_section(name: str, cls: type) -> None:
+    """Add ``samplers.<name>`` (a ``SamplerSection`` dataclass with an ``enabled`` field)."""
+    if name in {f.name for f in dataclasses.fields(SamplersConfig)} or \
+            _EXTRA_SECTIONS.get(name, cls) is not cls:
+        raise ValueError(f"register_sampler_section: {name!r} is taken")
+    _EXTRA_SECTIONS[name] = cls
+
+
+def unregister_sampler_section(name: str) -> None:
+    _EXTRA_SECTIONS.pop(name, None)
+
+
+def sampler_names(*, counts: bool | None = None) -> tuple[str, ...]:
+    """Sampler sections, the counting ones first then the scorers (registration order within
+    each), or only those with ``counts`` as given: the order of the agreement pairs."""
+    secs = {f.name: f.type for f in dataclasses.fields(SamplersConfig)}
+    secs = {n: (c if isinstance(c, type) else get_type_hints(SamplersConfig)[n])
+            for n, c in secs.items()} | _EXTRA_SECTIONS
+    names = [n for n, c in secs.items() if c.counts] + [n for n, c in secs.items() if not c.counts]
+    return tuple(n for n in names if counts is None or secs[n].counts == counts)
+
+
+def samplers_config_class() -> type:
+    """``SamplersConfig`` extended by the registered sections."""
+    key = tuple(_EXTRA_SECTIONS.items())
+    if _SECTIONS_CLASS[1] != key:
+        _SECTIONS_CLASS[:] = [dataclasses.make_dataclass(
+            "SamplersConfig", [(n, c, field(default_factory=c)) for n, c in key],
+            bases=(SamplersConfig,)) if key else SamplersConfig, key]
+    return _SECTIONS_CLASS[0]
 
 
 @dataclass
@@ -179,11 +263,15 @@ class Config:
     seed: int = _spec(0, min=0, max=MAX_SEED, why="jax.random.key takes a signed 64-bit seed")
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    samplers: SamplersConfig = field(default_factory=SamplersConfig)
+    samplers: SamplersConfig = field(default_factory=lambda: samplers_config_class()())
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for name in _EXTRA_SECTIONS:  # a registered sampler's section only when enabled, so
+            if not d["samplers"].get(name, {}).get("enabled"):  # other configs keep their dict
+                d["samplers"].pop(name, None)
+        return d
 
 
 # ---- validation ----------------------------------------------------------------------------
@@ -274,6 +362,8 @@ def _build(cls, data: dict, prefix: str):
     for name, f in names.items():
         path = f"{prefix}{name}"
         tp = hints[name]
+        if tp is SamplersConfig:
+            tp = samplers_config_class()
         if dataclasses.is_dataclass(tp):
             kwargs[name] = _build(tp, data.get(name, {}), path + ".")
             continue
@@ -418,34 +508,12 @@ def _cross_validate(cfg: Config) -> None:
             raise ConfigError("samplers.gp.mode: 'conditional' fits EP to S, whose all-zero input "
                               "has zero variance with model.sigma_b = 0; expected 'joint' "
                               "(which handles it) or sigma_b > 0")
-    s = cfg.samplers
-    k = s.rejection.output_draws
-    if k > 1:
-        if m.arch != "fcn":
-            raise ConfigError(f"samplers.rejection.output_draws: expected 1 for model.arch = "
-                              f"{m.arch!r} (several output layers per hidden draw: FCN only), got {k}")
-        if s.rejection.record_prior:
-            raise ConfigError(f"samplers.rejection.output_draws: expected 1 with record_prior = "
-                              f"true (the prior's whole tables repeat within a hidden draw), got {k}")
-        if s.rejection.chunk_size % k:
-            raise ConfigError(f"samplers.rejection.chunk_size: expected a multiple of "
-                              f"output_draws = {k} (or 0), got {s.rejection.chunk_size}")
-    if s.rejection.chunk_size and (
-            n_chunks := -(-s.rejection.n_samples // s.rejection.chunk_size)) > MAX_REJECTION_CHUNKS:
-        raise ConfigError(
-            f"samplers.rejection.chunk_size: expected at most {_fmt(MAX_REJECTION_CHUNKS)} chunks "
-            f"of n_samples = {s.rejection.n_samples:,} (a done-flag is kept per chunk), got "
-            f"{n_chunks:,} chunks of {s.rejection.chunk_size}; use a larger chunk_size or 0 (automatic)")
-    if s.nuts.enabled and m.arch != "fcn":
-        raise ConfigError(f"samplers.nuts.enabled: NUTS samples the weights of an FCN only; "
-                          f"expected false with model.arch = {m.arch!r}")
-    if s.gp.enabled and cfg.task.kind == "boolean" and cfg.task.n > GP_BOOLEAN_MAX_N:
-        raise ConfigError(
-            f"samplers.gp.enabled: the GP's kernel covers all 2^n inputs of a Boolean task "
-            f"(2^{cfg.task.n} x 2^{cfg.task.n} here) and EP costs O(2^(3n)) per function; expected "
-            f"false with task.n > {GP_BOOLEAN_MAX_N}, or task.n <= {GP_BOOLEAN_MAX_N}")
-    if not (s.rejection.enabled or s.sgd.enabled or s.nuts.enabled):
-        raise ConfigError("samplers: expected at least one of rejection, sgd, nuts enabled")
+    sections = cfg.samplers.sections()
+    for section in sections.values():
+        section.validate(cfg)
+    if not any(sec.enabled for sec in sections.values() if sec.counts):
+        names = ", ".join(n for n, sec in sections.items() if sec.counts)
+        raise ConfigError(f"samplers: expected at least one of {names} enabled")
     _validate_boolean_inputs(cfg)
 
 

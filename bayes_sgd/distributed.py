@@ -18,6 +18,7 @@ round-robin to ``jax.devices()``, as in a single process.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -73,6 +74,7 @@ def connect_seconds() -> float:
         raise SchedulerError(f"BAYES_SGD_SCHEDULER_TIMEOUT: expected seconds in (0, 3600), "
                              f"got {text!r}")
     return value
+IN_FLIGHT_PER_WORKER = 4  # blocks submitted per worker ahead of the results
 
 
 @contextmanager
@@ -149,21 +151,50 @@ def _cfg_json(cfg) -> str:
     return json.dumps(cfg.to_dict(), sort_keys=True)
 
 
-def _gather(client, futures, on_part, merge_into, show, total, desc, unit, size_of):
+def _blocks(ids, block: int, check=None):
+    """Lists of ``block`` ids drawn lazily from ``ids`` (any iterable, e.g. a huge range)."""
+    it = iter(ids)
+    while True:
+        b = [int(i) for i in itertools.islice(it, block)]
+        if not b:
+            return
+        if check is not None:
+            check(b)
+        yield b
+
+
+def _gather(client, submit, blocks, on_part, merge_into, show, total, desc, unit, size_of,
+            window: int = IN_FLIGHT_PER_WORKER):
+    """Submit ``blocks`` with at most ``window`` per worker in flight (memory bounded by the
+    blocks, not by the number of ids) and hand each result to ``on_part``/``merge_into``."""
     from distributed import as_completed
     from .progress import progress as tqdm
 
+    n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    pending = as_completed()
+    live = set()
+
+    def more(k: int) -> None:
+        for b in itertools.islice(blocks, k):
+            f = submit(b)
+            live.add(f)
+            pending.add(f)
+
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not show, dynamic_ncols=True)
     try:
-        for _, part in as_completed(futures, with_results=True):
+        more(window * n_workers)
+        for fut in pending:
+            part = fut.result()
+            live.discard(fut)
             if on_part is not None:
                 on_part(part)
             if merge_into is not None:
                 merge_into(part)
             bar.update(size_of(part))
+            more(1)
     finally:
         bar.close()
-        client.cancel([f for f in futures if not f.done()])
+        client.cancel([f for f in live if not f.done()])
 
 
 def run_rejection_distributed(scheduler, cfg, chunk_ids, *, show: bool = False,
@@ -188,20 +219,21 @@ def run_rejection_distributed(scheduler, cfg, chunk_ids, *, show: bool = False,
         chunk_size = rc.chunk_size or rejection_chunk_size(
             build_model(cfg.model, task.input_shape), len(layout.x), rc.output_draws)
     n_table = len(layout.x) if (rc.record_prior and layout.table_idx is not None) else None
-    chunk_ids = [int(c) for c in chunk_ids]
-    if any(c < 0 or c >= math.ceil(rc.n_samples / chunk_size) for c in chunk_ids):
-        raise ValueError("chunk_ids: outside the chunks of samplers.rejection.n_samples")
+    n_chunks = math.ceil(rc.n_samples / chunk_size)
+
+    def check(b):
+        if any(c < 0 or c >= n_chunks for c in b):
+            raise ValueError("chunk_ids: outside the chunks of samplers.rejection.n_samples")
+
     total = RejectionResult(FunctionCounter(task.n_test),
                             FunctionCounter(n_table) if n_table else None, chunk_size=chunk_size,
                             output_draws=rc.output_draws)
     cfg_json = _cfg_json(cfg)
-    blocks = [chunk_ids[i:i + block] for i in range(0, len(chunk_ids), block)]
+    sized = len(chunk_ids) if hasattr(chunk_ids, "__len__") else None
     with _client(scheduler) as client:
-        futures = [client.submit(rejection_block, cfg_json, chunk_size, b, pure=False)
-                   for b in blocks]
-        _gather(client, futures, on_part, None if on_part else total.merge, show,
-                sum(min(chunk_size, rc.n_samples - c * chunk_size) for c in chunk_ids),
-                "rejection", "net", lambda p: p.n_samples)
+        _gather(client, lambda b: client.submit(rejection_block, cfg_json, chunk_size, b, pure=False),
+                _blocks(chunk_ids, block, check), on_part, None if on_part else total.merge, show,
+                sized and sized * chunk_size, "rejection", "net", lambda p: p.n_samples)
     return None if on_part else total
 
 
@@ -210,8 +242,8 @@ def run_rejection_distributed(scheduler, cfg, chunk_ids, *, show: bool = False,
 @lru_cache(maxsize=4)
 def _sgd_setup(cfg_json: str, slots: int):
     from .config import config_from_dict
-    from .experiment import sgd_trainer_and_run_kwargs
     from .models import build_model
+    from .samplers._sgd import sgd_trainer_and_run_kwargs
     from .tasks import build_task
 
     cfg = config_from_dict(json.loads(cfg_json))
@@ -235,14 +267,13 @@ def run_sgd_distributed(scheduler, cfg, run_ids, *, slots: int, show: bool = Fal
     from .samplers._sgd import SGDResult
 
     cfg_json = _cfg_json(cfg)
-    run_ids = [int(r) for r in run_ids]
     block = block or max(4 * slots, 64)
-    blocks = [run_ids[i:i + block] for i in range(0, len(run_ids), block)]
     total = SGDResult(FunctionCounter(_n_test(cfg)))
     with _client(scheduler) as client:
-        futures = [client.submit(sgd_block, cfg_json, slots, b, pure=False) for b in blocks]
-        _gather(client, futures, on_part, None if on_part else total.merge, show, len(run_ids),
-                "sgd", "run", lambda p: len(p.records))
+        _gather(client, lambda b: client.submit(sgd_block, cfg_json, slots, b, pure=False),
+                _blocks(run_ids, block), on_part, None if on_part else total.merge, show,
+                len(run_ids) if hasattr(run_ids, "__len__") else None, "sgd", "run",
+                lambda p: len(p.records))
     return None if on_part else total
 
 

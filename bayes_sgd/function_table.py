@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .complexity import LZ_MAX_BITS, lz_complexity_batch
-from .counting import FunctionCounter, bits_to_strings, unpack_bits
+from .counting import FunctionCounter, bits_to_strings, strings_to_bits, unpack_bits
 
 COLUMNS = ["sampler", "function", "count", "count_half0", "count_half1", "p", "log10_p",
            "log10_p_err", "lz", "ones", "test_error"]
@@ -60,8 +60,7 @@ def _lz(bits: np.ndarray) -> np.ndarray:
 
 def estimate_frame(sampler: str, functions: list[str], log10_p, log10_p_err, task) -> pd.DataFrame:
     """Rows for an estimator that scores given functions (e.g. the GP) instead of counting."""
-    bits = np.array([np.frombuffer(f.encode(), np.uint8) - 48 for f in functions], np.uint8)
-    bits = bits.reshape(len(functions), task.n_test)
+    bits = strings_to_bits(list(functions)).reshape(len(functions), task.n_test)
     lz = _lz(task.full_table(bits))
     log10_p = np.asarray(log10_p, float)
     return pd.DataFrame({

@@ -12,7 +12,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .analysis import COUNTING, compare, measures, pair_roles, wide
+from .analysis import (_resolved, bound_fit, compare, measures, pair_roles, rank_fit,  # noqa: F401
+                       wide, zipf_fit)
+from .config import sampler_names
 
 LABELS = {"rejection": r"$P_B(f|S)$ (rejection)", "sgd": r"$P_{SGD}(f|S)$",
           "gp": r"$P_B(f|S)$ (GP-EP)", "nuts": r"$P_B(f|S)$ (NUTS)", "prior": r"$P(f)$"}
@@ -26,7 +28,7 @@ def scatter(df: pd.DataFrame, x: str = "rejection", y: str = "sgd", *, k: int = 
     lp, cnt = wide(df, "log10_p"), wide(df, "count")
     keep = lp.get(x, pd.Series(dtype=float)).notna() & lp.get(y, pd.Series(dtype=float)).notna()
     for s in (x, y):
-        if s in COUNTING and s in cnt:
+        if s in sampler_names(counts=True) and s in cnt:
             keep &= cnt[s].fillna(0).astype(float) >= k
     sub = lp.loc[keep]
     if sub.empty:
@@ -79,7 +81,7 @@ def _measure_lines(df: pd.DataFrame, x: str, y: str) -> list[str]:
         q, p = pair_roles(x, y)
     except ValueError:
         return []
-    m = measures(df, q, p, n_boot=0) if q in COUNTING else None
+    m = measures(df, q, p, n_boot=0) if q in sampler_names(counts=True) else None
     if m is None:
         return []
     v = m["values"]
@@ -251,28 +253,6 @@ def grid(df: pd.DataFrame, row: str | None = None, col: str | None = "run", *,
     return fig
 
 
-def rank_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
-    """(slope, intercept) of the least-squares line log10 P = intercept + slope log10 rank, the
-    line ``rank_plot`` draws (all ranked functions, probabilities in decreasing order)."""
-    p = np.sort(df.loc[df["sampler"] == sampler, "p"].to_numpy(float))[::-1]
-    p = p[p > 0]
-    if len(p) < 2:
-        return float("nan"), float("nan")
-    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
-    return float(slope), float(icpt)
-
-
-def bound_fit(df: pd.DataFrame, sampler: str = "prior") -> tuple[float, float]:
-    """(slope, intercept) of the line ``complexity_plot`` draws: a least-squares fit of the
-    largest log10 P at each C_LZ value (the simplicity-bias upper bound a - b C_LZ)."""
-    sub = df[(df["sampler"] == sampler) & df["log10_p"].notna()]
-    top = sub.groupby("lz")["log10_p"].max()
-    if len(top) < 2:
-        return float("nan"), float("nan")
-    slope, icpt = np.polyfit(top.index.to_numpy(float), top.to_numpy(float), 1)
-    return float(slope), float(icpt)
-
-
 def epochs_by_run(runs: pd.DataFrame, *, ax=None):
     """Cumulative distribution of epochs to 100 % training accuracy, one line per run
     (``bayes_sgd.results.join_runs`` output; a single runs table works too)."""
@@ -293,25 +273,6 @@ def epochs_by_run(runs: pd.DataFrame, *, ax=None):
 # With N samples every function seen once sits at P = 1/N: for the n = 7 prior most distinct
 # functions are such singletons, and a fit over all of them describes the sampling floor, not
 # P(f).  These variants fit only functions seen at least ``min_count`` times.
-
-def _resolved(df: pd.DataFrame, sampler: str, min_count: int):
-    sub = df[(df["sampler"] == sampler) & df["p"].notna()]
-    order = np.argsort(-sub["p"].to_numpy(float), kind="stable")
-    sub = sub.iloc[order]
-    counts = sub["count"].astype(float).to_numpy() if "count" in sub else np.full(len(sub), np.inf)
-    return sub, counts >= min_count
-
-
-def zipf_fit(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10):
-    """(slope, intercept, n) of log10 P = intercept + slope log10 rank over the functions seen
-    >= ``min_count`` times (ranks 1..n: they are the most probable ones)."""
-    sub, ok = _resolved(df, sampler, min_count)
-    p = sub["p"].to_numpy(float)[ok]
-    if len(p) < 3:
-        return float("nan"), float("nan"), int(len(p))
-    slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
-    return float(slope), float(icpt), int(len(p))
-
 
 def zipf_plot(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10, ax=None):
     """Rank plot of every function, the resolved ones (seen >= ``min_count`` times) marked and

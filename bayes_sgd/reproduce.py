@@ -319,23 +319,6 @@ def _print_list() -> None:
     print("\nbayes-sgd reproduce FIGURE [--scale quick|paper] [--out DIR]  ->  DIR/FIGURE/FIGURE.png")
 
 
-def _is_complete(folder: Path, cfg: Config) -> bool:
-    m = folder / "manifest.json"
-    if not m.exists():
-        return False
-    try:
-        man = json.loads(m.read_text())
-    except json.JSONDecodeError:
-        return False
-    if man.get("status") != "complete":
-        return False
-    try:  # a folder written before a config field was added (with its default) still matches
-        old = config_from_dict(man.get("config", {}))
-    except ConfigError:
-        return False
-    return json.loads(json.dumps(old.to_dict())) == json.loads(json.dumps(cfg.to_dict()))
-
-
 def _err(msg: str) -> int:
     print(f"bayes-sgd reproduce: error: {msg}", file=sys.stderr)
     return 2
@@ -357,7 +340,8 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
         return _err(str(e))
     spec = FIGURES[figure]
     folder = Path(out) / figure
-    from .experiment import Interrupted, ResultsFolderError, prepare_results_folder, run_experiment
+    from .experiment import Interrupted, run_experiment
+    from .results_folder import ResultsFolderError, is_complete, prepare_results_folder
     from .tasks import build_task
 
     # Every task is built (datasets found and checked) before any run starts.
@@ -370,7 +354,7 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
     for name, cfg in cfgs.items():
         run_dir = folder / name
         folders[name] = run_dir
-        if _is_complete(run_dir, cfg):
+        if is_complete(run_dir, cfg):
             if not quiet:
                 print(f"{figure}/{name}: complete, skipped ({run_dir})")
             continue

@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     from bayes_sgd.samplers import (EvalLayout, default_chunk_size, make_chunk_fn,
                                     run_rejection_chunks, stream_key)
     from bayes_sgd.counting import FunctionCounter
-    from bayes_sgd.samplers._rejection import RejectionResult, rejection_chunk_size
+    from bayes_sgd.samplers import RejectionResult, rejection_chunk_size
     from bayes_sgd.tasks import build_task
 
     cfg = load_config(None, [f"task.train_size={args.train_size}"])

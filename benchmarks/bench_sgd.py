@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     import jax
 
     from bayes_sgd.config import load_config
-    from bayes_sgd.experiment import sgd_trainer_and_run_kwargs
+    from bayes_sgd.samplers import sgd_trainer_and_run_kwargs
     from bayes_sgd.models import build_model
     from bayes_sgd.tasks import build_task
 

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
     from bayes_sgd.config import config_from_dict
     from bayes_sgd.models import build_model
-    from bayes_sgd.samplers._gp import gp_kernel, prior_vs_sampling
+    from bayes_sgd.samplers import gp_kernel, prior_vs_sampling
     from bayes_sgd.tasks import boolean_inputs
 
     table = args.results / "functions.parquet"

@@ -87,7 +87,7 @@ def test_two_devices_share_the_work_with_identical_counts():
     assert out["sgd_fitted"][0] == out["sgd_fitted"][1] > 0
 
 
-COUNT = "import bayes_sgd, jax; print('N', len(jax.devices()))"
+COUNT = "import bayes_sgd.samplers, jax; print('N', len(jax.devices()))"
 
 
 def _devices_after_import(**env_changes) -> int:
@@ -122,3 +122,12 @@ def test_bad_cpu_device_count_names_the_variable(monkeypatch):
         monkeypatch.setenv("BAYES_SGD_CPU_DEVICES", bad)
         with pytest.raises(ValueError, match="BAYES_SGD_CPU_DEVICES: expected a positive integer"):
             cpu_device_count()
+
+
+def test_reading_results_does_not_import_jax():
+    """``import bayes_sgd.results`` (and the package) stays light: no JAX, no device setup."""
+    code = ("import sys, bayes_sgd, bayes_sgd.results, bayes_sgd.config, bayes_sgd.results_folder; "
+            "print('JAX', 'jax' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("JAX ")[-1].strip() == "False"

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from bayes_sgd import experiment
+from bayes_sgd.samplers import _rejection_runner
 from bayes_sgd.complexity import lz_complexity
 from bayes_sgd.config import config_from_dict, load_config
 from bayes_sgd.experiment import Interrupted, ResultsFolderError, run_experiment
@@ -204,7 +205,7 @@ def test_rerun_same_config_resumes_without_work(run_a, cfg, monkeypatch):
     def no_work(*a, **k):
         raise AssertionError("a complete run was recomputed")
 
-    monkeypatch.setattr(experiment, "run_rejection_chunks", no_work)
+    monkeypatch.setattr(_rejection_runner, "run_rejection_chunks", no_work)
     monkeypatch.setattr(experiment.SGDTrainer, "run", no_work)
     summary = run_experiment(cfg, out, show_progress=False)
     for name, df in before.items():
@@ -230,7 +231,7 @@ def test_same_seed_same_counts_in_a_second_folder_after_interrupt_and_resume(run
     """Folder b is interrupted after the first 8 rejection chunks (SIGTERM is turned into
     Interrupted), then resumed; its tables must equal folder a's exactly."""
     out_b = tmp_path / "b"
-    real = experiment.run_rejection_chunks
+    real = _rejection_runner.run_rejection_chunks
     calls = []
 
     def interrupt_second_batch(*a, **k):
@@ -239,16 +240,16 @@ def test_same_seed_same_counts_in_a_second_folder_after_interrupt_and_resume(run
             raise Interrupted("SIGTERM")
         return real(*a, **k)
 
-    monkeypatch.setattr(experiment, "run_rejection_chunks", interrupt_second_batch)
+    monkeypatch.setattr(_rejection_runner, "run_rejection_chunks", interrupt_second_batch)
     with pytest.raises(Interrupted, match="rerun the same command to resume"):
         run_experiment(cfg, out_b, show_progress=False)
     assert calls[0] == list(range(8))
     assert json.loads((out_b / "manifest.json").read_text())["status"] == "running"
     assert not (out_b / "functions.parquet").exists()
     ck = np.load(out_b / "checkpoints" / "rejection.npz")
-    assert np.flatnonzero(ck["done"]).tolist() == list(range(8)) and int(ck["n_samples"]) == 8 * 1024
+    assert ck["done_chunks"].tolist() == list(range(8)) and int(ck["n_samples"]) == 8 * 1024
 
-    monkeypatch.setattr(experiment, "run_rejection_chunks", real)
+    monkeypatch.setattr(_rejection_runner, "run_rejection_chunks", real)
     run_experiment(cfg, out_b, show_progress=False)
     for name in ("functions.parquet", "runs.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(out_b / name), pd.read_parquet(run_a[0] / name))
@@ -262,8 +263,9 @@ def test_same_seed_same_counts_in_a_second_folder_after_interrupt_and_resume(run
 def _must_not_run(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("work started before the folder was checked")
-    monkeypatch.setattr(experiment, "_rejection", boom)
-    monkeypatch.setattr(experiment, "_sgd", boom)
+    from bayes_sgd.samplers import RejectionSampler, SGDSampler
+    monkeypatch.setattr(RejectionSampler, "run", boom)
+    monkeypatch.setattr(SGDSampler, "run", boom)
 
 
 def test_path_under_a_file_fails_before_work(cfg, tmp_path, monkeypatch):

@@ -30,7 +30,7 @@ from bayes_sgd.experiment import run_experiment
 from bayes_sgd.gp import fcn_nngp_kernel, mc_kernel_stderr, mc_nngp_kernel
 from bayes_sgd.models import CNN, FCN, build_model
 from bayes_sgd.samplers import _sgd as sgd_mod
-from bayes_sgd.samplers._common import stream_key
+from bayes_sgd.samplers import stream_key
 from bayes_sgd.samplers._sgd import SGDSettings, SGDTrainer, activation_floats_per_input
 from bayes_sgd.tasks import build_task
 

@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 from bayes_sgd.models import FCN
-from bayes_sgd.samplers._nuts import NutsResult, sample_nuts
+from bayes_sgd.samplers import NutsResult, sample_nuts
 from bayes_sgd.tasks._task import Task
 
 N_BITS = 3

@@ -17,9 +17,9 @@ import pytest
 from bayes_sgd.config import config_from_dict
 from bayes_sgd.function_table import COLUMNS
 from bayes_sgd.models import build_model
-from bayes_sgd.samplers._common import stream_key
-from bayes_sgd.samplers._nuts import sample_nuts
-from bayes_sgd.samplers._nuts_runner import run_nuts
+from bayes_sgd.samplers import stream_key
+from bayes_sgd.samplers import sample_nuts
+from bayes_sgd.samplers import run_nuts
 from bayes_sgd.tasks import build_task
 
 NUTS = {"enabled": True, "beta": 30.0, "num_chains": 2, "num_warmup": 150, "num_samples": 150}
@@ -100,8 +100,8 @@ def test_run_experiment_writes_nuts_rows_and_diagnostics(tmp_path):
 
 
 def test_run_nuts_with_nothing_fitting_gives_empty_frame():
-    from bayes_sgd.samplers._nuts import NutsResult
-    from bayes_sgd.samplers._nuts_runner import nuts_frame
+    from bayes_sgd.samplers import NutsResult
+    from bayes_sgd.samplers import nuts_frame
 
     cfg = _cfg()
     task = build_task(cfg.task)

@@ -22,9 +22,8 @@ from scipy import stats
 
 from bayes_sgd.counting import unpack_bits
 from bayes_sgd.models import FCN
-from bayes_sgd.samplers._common import EvalLayout, stream_key
-from bayes_sgd.samplers._rejection import (default_chunk_size, make_chunk_fn,
-                                           run_rejection_chunks)
+from bayes_sgd.samplers import EvalLayout, stream_key
+from bayes_sgd.samplers import default_chunk_size, make_chunk_fn, run_rejection_chunks
 from bayes_sgd.tasks import boolean_inputs, boolean_task
 
 MODEL = FCN(3, (4,))

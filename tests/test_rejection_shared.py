@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bayes_sgd.models import FCN
-from bayes_sgd.samplers._common import EvalLayout, stream_key
-from bayes_sgd.samplers._rejection import make_chunk_fn, run_rejection_chunks
+from bayes_sgd.samplers import EvalLayout, stream_key
+from bayes_sgd.samplers import make_chunk_fn, run_rejection_chunks
 from bayes_sgd.tasks import boolean_task
 
 MODEL = FCN(3, (8,))

@@ -11,47 +11,7 @@ import pytest
 
 from bayes_sgd import results
 
-# A small real results folder (n = 5, widths [8], prior recorded), built once per test session
-# and shared by test_results, test_notebooks and test_reproduce, also across xdist workers
-# (the same helper is in each file; the folder is keyed by the hash of its config).
-TINY = ["name=tiny", "task.n=5", "task.target=and3", "task.train_size=8", "model.widths=[8]",
-        "samplers.rejection.n_samples=20000", "samplers.rejection.record_prior=true",
-        "samplers.sgd.n_runs=60", "samplers.sgd.max_epochs=200", "analysis.plot=false"]
-
-
-def shared_tiny_results(tmp_path_factory, overrides=TINY) -> Path:
-    import hashlib
-    import os
-    import time
-
-    from bayes_sgd.config import load_config
-    from bayes_sgd.experiment import run_experiment
-
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # shared by all workers of this session
-    key = hashlib.sha1(json.dumps(overrides).encode()).hexdigest()[:10]
-    out, lock = root / f"tiny-{key}", root / f"tiny-{key}.lock"
-
-    def complete():
-        m = out / "manifest.json"
-        return m.exists() and json.loads(m.read_text()).get("status") == "complete"
-
-    try:
-        os.mkdir(lock)
-    except FileExistsError:  # another worker builds it
-        deadline = time.monotonic() + 900
-        while not complete():
-            if time.monotonic() > deadline or (lock / "failed").exists():
-                pytest.fail("the shared tiny results folder was not built")
-            time.sleep(0.5)
-        return out
-    try:
-        run_experiment(load_config(None, list(overrides)), out, show_progress=False)
-    except BaseException:
-        (lock / "failed").write_text("x")
-        raise
-    return out
+from conftest import TINY, shared_tiny_results  # noqa: E402  (shared helper)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from bayes_sgd.models import FCN
-from bayes_sgd.samplers._common import stream_key
+from bayes_sgd.samplers import stream_key
 from bayes_sgd.samplers._sgd import SGDSettings, SGDTrainer, loss_fn, make_optimizer
 from bayes_sgd.tasks import boolean_task
 

@@ -27,8 +27,8 @@ from scipy import stats
 
 from bayes_sgd.config import config_from_dict
 from bayes_sgd.models import FCN
-from bayes_sgd.samplers._common import stream_key
-from bayes_sgd.samplers._sgd import SGDSettings, SGDTrainer
+from bayes_sgd.samplers import stream_key
+from bayes_sgd.samplers import SGDSettings, SGDTrainer
 from bayes_sgd.tasks import boolean_task
 
 TASK = boolean_task(3, "majority", train_size=6, seed=0)

@@ -7,6 +7,9 @@ patterns under one covariance at once (the GP sampler's scoring of functions);
 ``top_functions`` finds the most probable functions on E of such a predictive (sampling, scored by
 orthant probabilities), ``greedy_mode`` a local mode by bit flips.
 """
+from .._cpu_devices import use_one_device_per_core
+
+use_one_device_per_core()  # before any JAX backend starts (see bayes_sgd._cpu_devices)
 from ._ep import EPState
 from ._ep_batch import OrthantBatch, ep_log_orthant_many
 from ._kernels import fcn_nngp_kernel, fcn_nngp_kernel_for, mc_kernel_stderr, mc_nngp_kernel

@@ -3,6 +3,9 @@
 Every model exposes ``init(*, key, n) -> params`` (leading axis ``n`` on every leaf),
 ``apply(params, x) -> (N,)`` for one network and ``apply_batched(params, x) -> (n, N)``.
 """
+from .._cpu_devices import use_one_device_per_core
+
+use_one_device_per_core()  # before any JAX backend starts (see bayes_sgd._cpu_devices)
 import math
 
 from ._activations import ACTIVATIONS, get_activation

@@ -8,9 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..tasks import Task
-
-# Fixed stream ids so that enabling one sampler never changes another's random numbers.
-STREAM = {"rejection": 1, "sgd": 2, "nuts": 3, "gp": 4}
+from ._protocol import STREAM
 
 
 def stream_key(seed: int, sampler: str) -> jax.Array:

@@ -33,21 +33,21 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from ..progress import progress as tqdm  # a bar on a terminal, plain lines in a log
 
 from ..analysis import correlation
 from ..counting import strings_to_bits
 from ..function_table import COLUMNS, estimate_frame
+from ..jsonclean import clean_json as _clean
 from ..models import FCN
 from ..gp import (EXACT_MAX_DIM, ep_log_orthant_many, ep_posterior, ep_predictive,
                   fcn_nngp_kernel_for, log_orthant_probability, mc_nngp_kernel, pac_bayes_bound)
 from ._common import STREAM, stream_key
+from ._protocol import counting_names
 
 __all__ = ["GPProblem", "Scores", "candidate_functions", "compare_modes", "gp_kernel", "run_gp",
            "prior_vs_sampling", "COMPARE_MAX_FUNCTIONS", "PRIOR_SAMPLER"]
 
-COUNTING = ("rejection", "sgd", "nuts")
 ANALYTIC_ACTIVATIONS = ("relu", "erf", "linear")
 COMPARE_MAX_FUNCTIONS = 200  # conditional mode: also score joint and compare up to this many
 PRIOR_SAMPLER = "gp_prior"  # function-table rows: GP prior P(f) on the whole truth table
@@ -60,7 +60,7 @@ def candidate_functions(df: pd.DataFrame, max_functions: int) -> tuple[list[str]
     """Distinct functions on E found by any counting sampler, most frequent (total count over
     samplers) first, ties broken by the bit string; at most ``max_functions``.
     Returns (functions, number of distinct functions found)."""
-    sub = df[df["sampler"].isin(COUNTING)] if len(df) else df
+    sub = df[df["sampler"].isin(counting_names())] if len(df) else df
     if sub is None or len(sub) == 0:
         return [], 0
     tot = sub.groupby("function")["count"].sum().astype(np.int64)
@@ -331,17 +331,13 @@ def compare_modes(problem: GPProblem, bits_E, *, method: str = "ep",
                               tilting_samples=tilting_samples, seed=seed, show=show).log10_p
     c, j = np.asarray(conditional, float), np.asarray(joint, float)
     ok = np.isfinite(c) & np.isfinite(j)
-    c, j = c[ok], j[ok]
-    d = c - j
-    out = {"method": method, "n_functions": int(ok.sum()),
-           "mean_abs_diff_log10": float(np.abs(d).mean()) if len(d) else None,
-           "max_abs_diff_log10": float(np.abs(d).max()) if len(d) else None,
-           "mean_diff_log10": float(d.mean()) if len(d) else None,
-           "pearson": None, "spearman": None}
-    if len(d) >= 3 and np.ptp(c) > 0 and np.ptp(j) > 0:
-        out["pearson"] = float(stats.pearsonr(c, j)[0])
-        out["spearman"] = float(stats.spearmanr(c, j)[0])
-    return out
+    d = c[ok] - j[ok]
+    corr = correlation(c, j)  # over the same finite pairs
+    return {"method": method, "n_functions": int(ok.sum()),
+            "mean_abs_diff_log10": float(np.abs(d).mean()) if len(d) else None,
+            "max_abs_diff_log10": float(np.abs(d).max()) if len(d) else None,
+            "mean_diff_log10": float(d.mean()) if len(d) else None,
+            "pearson": corr["pearson"], "spearman": corr["spearman"]}
 
 
 # ---- the prior on the whole truth table vs random-init sampling -------------------------------------
@@ -454,19 +450,15 @@ def _prior_block(cfg, model, df: pd.DataFrame, show: bool) -> tuple[pd.DataFrame
 
 # ---- the runner's entry point -----------------------------------------------------------------------
 
-def _clean(o):
-    """JSON-clean: numpy scalars to Python, nan/inf to None."""
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.bool_, bool)):
-        return bool(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (float, np.floating)):
-        return float(o) if math.isfinite(o) else None
-    return o
+def _conditional_vs_joint(cfg, problem: GPProblem, bits, sc: Scores, show: bool) -> dict:
+    gc, dim = cfg.samplers.gp, problem.K.shape[0]
+    if gc.method == "exact" and dim > EXACT_MAX_DIM:
+        return {"skipped": f"joint mode with method 'exact' needs {dim} > {EXACT_MAX_DIM} dimensions"}
+    t_c = time.perf_counter()
+    out = compare_modes(problem, bits, method=gc.method, tilting_samples=gc.tilting_samples,
+                        seed=cfg.seed, conditional=sc.log10_p, show=show)
+    out["time_s"] = time.perf_counter() - t_c
+    return out
 
 
 def _drop_unconverged(sc: Scores, summary: dict) -> None:
@@ -555,16 +547,7 @@ def run_gp(cfg, task, model, df: pd.DataFrame, *, show: bool = False) -> tuple[p
         **sc.info,
     )
     if gc.mode == "conditional" and 0 < len(functions) <= COMPARE_MAX_FUNCTIONS:
-        dim = problem.K.shape[0]
-        if gc.method == "exact" and dim > EXACT_MAX_DIM:
-            summary["conditional_vs_joint"] = {
-                "skipped": f"joint mode with method 'exact' needs {dim} > {EXACT_MAX_DIM} dimensions"}
-        else:
-            t_c = time.perf_counter()
-            summary["conditional_vs_joint"] = compare_modes(
-                problem, bits, method=gc.method, tilting_samples=gc.tilting_samples,
-                seed=cfg.seed, conditional=sc.log10_p, show=show)
-            summary["conditional_vs_joint"]["time_s"] = time.perf_counter() - t_c
+        summary["conditional_vs_joint"] = _conditional_vs_joint(cfg, problem, bits, sc, show)
     prior_frame, prior_summary = _prior_block(cfg, model, df, show)
     if prior_summary is not None:
         summary["prior_vs_sampling"] = prior_summary

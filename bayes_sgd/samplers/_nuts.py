@@ -219,6 +219,77 @@ def _compiled(static: dict, args: tuple):
     return _COMPILED[k], time.perf_counter() - t
 
 
+def _check_settings(beta, num_chains, num_warmup, num_samples, thin, max_tree_depth,
+                    target_accept, chain_method):
+    """``sample_nuts``'s settings checked (``ValueError`` naming the argument), ints and floats."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)) or not (
+        math.isfinite(beta) and beta > 0
+    ):
+        raise _err("beta", "a positive float", beta)
+    num_chains = _check_int("num_chains", num_chains, 1)
+    num_warmup = _check_int("num_warmup", num_warmup, 0)
+    num_samples = _check_int("num_samples", num_samples, 1)
+    thin = _check_int("thin", thin, 1)
+    if thin > num_samples:
+        raise _err("thin", f"an int <= num_samples={num_samples}", thin)
+    max_tree_depth = _check_int("max_tree_depth", max_tree_depth, 1)
+    if not isinstance(target_accept, (int, float, np.floating)) or not 0.0 < target_accept < 1.0:
+        raise _err("target_accept", "a float in (0, 1)", target_accept)
+    if chain_method not in _CHAIN_METHODS:
+        raise _err("chain_method", f"one of {_CHAIN_METHODS}", chain_method)
+    return float(beta), num_chains, num_warmup, num_samples, thin, max_tree_depth
+
+
+def _evaluate(model, task, z, x_train, x_test, beta: float, n: int):
+    """Every retained sample through the network on S and E in one batched call: functions on
+    E, fits S, log importance weights (log 1/prod sigmoid(beta |f|) = sum log1p(exp(-beta |f|))
+    for samples that fit S, else -inf) and the log-likelihood on S."""
+    flat_z = jax.tree_util.tree_map(lambda v: v.reshape((n,) + v.shape[2:]), z)
+    out = np.asarray(
+        model.apply_batched(_params_from_latents(model, flat_z), jnp.concatenate([x_train, x_test]))
+    )
+    f_train, f_test = out[:, : task.m], out[:, task.m :]
+    y = np.asarray(task.y_train, bool)
+    fits = ((f_train > 0) == y).all(axis=1)
+    margin = np.abs(f_train.astype(np.float64))
+    log_w = np.where(fits, np.log1p(np.exp(-beta * margin)).sum(axis=1), -np.inf)
+    sign = 2.0 * y - 1.0
+    loglik = -np.logaddexp(0.0, -beta * sign * f_train.astype(np.float64)).sum(axis=1)
+    return f_test > 0, fits, log_w, loglik
+
+
+def _diagnostics(z, stats, functions, loglik, fits, log_w, num_chains, n_draws, thin) -> dict:
+    """Split R-hat and bulk ESS (all weights, number of ones on E, log-likelihood on S), the
+    per-step statistics and the Kish ESS of the importance weights."""
+    diag: dict[str, float] = {}
+    rh, es = [], []
+    for v in jax.tree_util.tree_leaves(z):
+        r, e = _rhat_ess(np.asarray(v))
+        rh.append(r)
+        es.append(e)
+    rh, es = np.concatenate(rh), np.concatenate(es)
+    diag.update(
+        rhat_max=float(rh.max()),
+        ess_bulk_min=float(es.min()),
+        ess_bulk_median=float(np.median(es)),
+    )
+    for name, scalar in (("n_ones", functions.sum(axis=1)), ("loglik", loglik)):
+        r, e = _rhat_ess(scalar.reshape(num_chains, n_draws))
+        diag[f"rhat_{name}"], diag[f"ess_{name}"] = float(r[0]), float(e[0])
+    w = np.exp(log_w - log_w.max()) if fits.any() else np.zeros_like(log_w)
+    n_steps = num_chains * n_draws * thin
+    diag.update(
+        divergences=float(stats["divergences"].sum()),
+        accept_prob_mean=float(stats["accept_prob_sum"].sum() / n_steps),
+        num_steps_mean=float(stats["num_steps_sum"].sum() / n_steps),
+        frac_max_tree_depth=float(stats["max_tree_depth_hits"].sum() / n_steps),
+        step_size_mean=float(stats["step_size"].mean()),
+        frac_fits_train=float(fits.mean()),
+        ess_importance=float(w.sum() ** 2 / (w**2).sum()) if fits.any() else 0.0,
+    )
+    return diag
+
+
 def sample_nuts(
     model,
     task,
@@ -254,22 +325,9 @@ def sample_nuts(
     Raises ``ValueError`` naming the argument for invalid settings.
     """
     t0 = time.perf_counter()
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.floating, np.integer)) or not (
-        math.isfinite(beta) and beta > 0
-    ):
-        raise _err("beta", "a positive float", beta)
-    beta = float(beta)
-    num_chains = _check_int("num_chains", num_chains, 1)
-    num_warmup = _check_int("num_warmup", num_warmup, 0)
-    num_samples = _check_int("num_samples", num_samples, 1)
-    thin = _check_int("thin", thin, 1)
-    if thin > num_samples:
-        raise _err("thin", f"an int <= num_samples={num_samples}", thin)
-    max_tree_depth = _check_int("max_tree_depth", max_tree_depth, 1)
-    if not isinstance(target_accept, (int, float, np.floating)) or not 0.0 < target_accept < 1.0:
-        raise _err("target_accept", "a float in (0, 1)", target_accept)
-    if chain_method not in _CHAIN_METHODS:
-        raise _err("chain_method", f"one of {_CHAIN_METHODS}", chain_method)
+    beta, num_chains, num_warmup, num_samples, thin, max_tree_depth = _check_settings(
+        beta, num_chains, num_warmup, num_samples, thin, max_tree_depth, target_accept,
+        chain_method)
     if tuple(task.input_shape) != (model.in_dim,):
         raise ValueError(
             f"samplers.nuts.task: expected inputs of shape ({model.in_dim},) for the model, "
@@ -296,53 +354,13 @@ def sample_nuts(
     t_e = time.perf_counter()
     stats = {k: np.asarray(v) for k, v in stats.items()}
 
-    # Push every retained sample through the network on S and E in one batched call.
     n_draws = num_samples // thin
-    flat_z = jax.tree_util.tree_map(lambda v: v.reshape((num_chains * n_draws,) + v.shape[2:]), z)
-    out = np.asarray(
-        model.apply_batched(_params_from_latents(model, flat_z), jnp.concatenate([x_train, x_test]))
-    )
-    f_train, f_test = out[:, : task.m], out[:, task.m :]
-    y = np.asarray(task.y_train, bool)
-    correct = (f_train > 0) == y
-    fits = correct.all(axis=1)
-    margin = np.abs(f_train.astype(np.float64))
-    # log 1/prod sigmoid(beta |f|) = sum log1p(exp(-beta |f|)) for samples that fit S.
-    log_w = np.where(fits, np.log1p(np.exp(-beta * margin)).sum(axis=1), -np.inf)
-    sign = 2.0 * y - 1.0
-    loglik = -np.logaddexp(0.0, -beta * sign * f_train.astype(np.float64)).sum(axis=1)
-    functions = f_test > 0
+    functions, fits, log_w, loglik = _evaluate(model, task, z, x_train, x_test, beta,
+                                               num_chains * n_draws)
 
-    diag: dict[str, float] = {}
-    rh, es = [], []
-    for v in jax.tree_util.tree_leaves(z):
-        r, e = _rhat_ess(np.asarray(v))
-        rh.append(r)
-        es.append(e)
-    rh, es = np.concatenate(rh), np.concatenate(es)
-    diag.update(
-        rhat_max=float(rh.max()),
-        ess_bulk_min=float(es.min()),
-        ess_bulk_median=float(np.median(es)),
-    )
-    for name, scalar in (("n_ones", functions.sum(axis=1)), ("loglik", loglik)):
-        r, e = _rhat_ess(scalar.reshape(num_chains, n_draws))
-        diag[f"rhat_{name}"], diag[f"ess_{name}"] = float(r[0]), float(e[0])
-    w = np.exp(log_w - log_w.max()) if fits.any() else np.zeros_like(log_w)
-    n_steps = num_chains * n_draws * thin
-    diag.update(
-        divergences=float(stats["divergences"].sum()),
-        accept_prob_mean=float(stats["accept_prob_sum"].sum() / n_steps),
-        num_steps_mean=float(stats["num_steps_sum"].sum() / n_steps),
-        frac_max_tree_depth=float(stats["max_tree_depth_hits"].sum() / n_steps),
-        step_size_mean=float(stats["step_size"].mean()),
-        frac_fits_train=float(fits.mean()),
-        ess_importance=float(w.sum() ** 2 / (w**2).sum()) if fits.any() else 0.0,
-        compile_time_s=compile_time,
-        sampling_time_s=t_e - t_s,
-        n_samples=float(num_chains * n_draws),
-        beta=beta,
-    )
+    diag = _diagnostics(z, stats, functions, loglik, fits, log_w, num_chains, n_draws, thin)
+    diag.update(compile_time_s=compile_time, sampling_time_s=t_e - t_s,
+                n_samples=float(num_chains * n_draws), beta=beta)
     return NutsResult(
         functions_on_test=functions,
         fits_train=fits,

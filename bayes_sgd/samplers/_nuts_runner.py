@@ -10,18 +10,20 @@ frequencies are biased towards large margins at finite beta; see ``_nuts``).
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 import pandas as pd
 
+from ..config import NUTSConfig
 from ..counting import FunctionCounter, bits_to_strings
 from ..function_table import COLUMNS, counter_frame
+from ..jsonclean import clean_json
 from ._common import stream_key
 from ._nuts import NutsResult, sample_nuts
+from ._protocol import RunContext, Sampler, SamplerOutput
 
-__all__ = ["nuts_frame", "run_nuts"]
+__all__ = ["NUTSSampler", "nuts_frame", "run_nuts"]
 
 
 def nuts_frame(res: NutsResult, task) -> pd.DataFrame:
@@ -43,17 +45,6 @@ def nuts_frame(res: NutsResult, task) -> pd.DataFrame:
     return frame
 
 
-def _clean(d: dict) -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, (np.integer,)):
-            v = int(v)
-        elif isinstance(v, (float, np.floating)):
-            v = float(v) if math.isfinite(v) else None
-        out[k] = v
-    return out
-
-
 def run_nuts(cfg, task, model) -> tuple[pd.DataFrame, dict]:
     """Run NUTS as configured in ``cfg.samplers.nuts``; returns (frame, diagnostics).
 
@@ -72,4 +63,15 @@ def run_nuts(cfg, task, model) -> tuple[pd.DataFrame, dict]:
     diag.update(n_samples=int(res.n_samples), n_fit=n_fit,
                 frac_fits_train=n_fit / max(res.n_samples, 1), n_functions=int(len(frame)),
                 wall_time_s=time.perf_counter() - t0)
-    return frame, _clean(diag)
+    return frame, clean_json(diag)
+
+
+class NUTSSampler(Sampler):
+    """Weight-space posterior by NUTS (tempered likelihood, importance-weighted; see ``_nuts``).
+    No checkpoint: an interrupted NUTS run starts again."""
+
+    name, stream, config = "nuts", 3, NUTSConfig
+
+    def run(self, ctx: RunContext, state) -> SamplerOutput:
+        frame, diag = run_nuts(ctx.cfg, ctx.task, ctx.model)
+        return SamplerOutput([frame], diag)

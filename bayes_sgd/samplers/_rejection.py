@@ -166,8 +166,14 @@ def assemble_shared(hidden, w, b):
 
 
 def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: int,
-                  record_prior: bool, output_draws: int = 1):
-    """``key -> (fits, packed_E of the fitting networks, packed_table)`` for one chunk.
+                  record_prior: bool, output_draws: int = 1) -> "RejectionChunkFn":
+    """``RejectionChunkFn(...)``: the callable ``key -> (fits, packed_E, packed_table)``."""
+    return RejectionChunkFn(model, layout, y_train, chunk_size, record_prior, output_draws)
+
+
+class RejectionChunkFn:
+    """One chunk of ``chunk_size`` prior draws: ``fn(key) -> (fits, packed_E of the fitting
+    networks, packed_table)``.
 
     Without the prior, S is evaluated first and E only for the (rare) networks that fit S:
     at |S| = 32 of 128 inputs this does a quarter of the forward work of a full evaluation.
@@ -176,126 +182,136 @@ def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: in
     evaluates E for up to a fixed number of fitting networks itself.  All paths give exactly
     the same functions.
 
-    The returned callable also has ``dispatch(key, device=None) -> handle`` (asynchronous: it
-    returns as soon as the work is queued) and ``collect(handle) -> (fits, packed_e,
-    packed_table)``; ``run_rejection_chunks`` queues a block of chunks before collecting the
-    first, so that the host's bookkeeping overlaps the device's work.
+    ``dispatch(key, device=None, c=-1) -> handle`` queues a chunk and returns at once;
+    ``collect(handle)`` waits for it and returns the triple; ``run_rejection_chunks`` queues a
+    block of chunks before collecting the first, so that the host's bookkeeping overlaps the
+    device's work.  ``warm(devices)`` compiles every executable on every device;
+    ``shared_params(key)`` (``output_draws > 1``, for tests) the chunk's networks in the
+    model's layout.
     """
-    # numpy constants are embedded in the executables: the same code runs on any device
-    x = np.asarray(layout.x, np.float32)
-    x_s, x_e = x[layout.s_idx], x[layout.e_idx]
-    s_idx, e_idx = np.asarray(layout.s_idx), np.asarray(layout.e_idx)
-    y = np.asarray(y_train, bool)
-    n_e_bytes = (len(e_idx) + 7) // 8
 
-    # Every executable takes (key, c) and draws the chunk from fold_in(key, c) when c >= 0 (the
-    # runner's chunk c of a stream: no eager fold_in per chunk) or from key itself when c < 0.
-    def chunk_key(key, c):
-        return jax.lax.cond(c >= 0, lambda: jax.random.fold_in(key, c), lambda: key)
-
-    @jax.jit
-    def full(key, c):
-        params = model.init(key=chunk_key(key, c), n=chunk_size)
-        bits = _forward(model, params, x, chunk_size) > 0
-        fits = jnp.all(bits[:, s_idx] == y, axis=1)
-        return fits, pack_bits_jax(bits[:, e_idx]), pack_bits_jax(bits)
-
-    def fits_on_s(params):
-        return jnp.all((_forward(model, params, x_s, chunk_size) > 0) == y, axis=1)
-
-    k_out = int(output_draws)
-    if k_out > 1:
-        if record_prior or chunk_size % k_out or not hasattr(model, "layer_sizes"):
-            raise ValueError("samplers.rejection.output_draws: expected 1 with record_prior, a "
-                             "CNN, or a chunk_size that it does not divide")
-        draw_shared, outputs_shared = _shared_hidden(model, k_out, chunk_size)
-
-    @jax.jit
-    def on_s(key, c):
+    def __init__(self, model, layout: EvalLayout, y_train: np.ndarray, chunk_size: int,
+                 record_prior: bool, output_draws: int = 1):
+        self.model, self.chunk_size, self.record_prior = model, chunk_size, record_prior
+        self.output_draws = k_out = int(output_draws)
+        if k_out > 1 and (record_prior or chunk_size % k_out or not hasattr(model, "layer_sizes")):
+            raise ValueError("output_draws: expected 1 with record_prior, a CNN, or a "
+                             "chunk_size that it does not divide")
+        self.n_e_bytes = (len(layout.e_idx) + 7) // 8
+        # chunks collected, chunks with fits, networks evaluated on E inside on_s_gather (0: off)
+        self.n_collected = self.n_with_fits = self.gather_size = 0
+        self._compile(layout, np.asarray(y_train, bool))
         if k_out > 1:
-            out = outputs_shared(*draw_shared(chunk_key(key, c)), x_s)  # (G, k, |S|)
-            return jnp.all((out > 0) == y, axis=-1).reshape(-1)
-        return fits_on_s(model.init(key=chunk_key(key, c), n=chunk_size))
+            draw = self._draw_shared
+            self.shared_params = jax.jit(lambda key: assemble_shared(*draw(key)))
 
-    @partial(jax.jit, static_argnums=2)
-    def on_s_gather(key, c, k_max):
-        params = model.init(key=chunk_key(key, c), n=chunk_size)
-        fits = fits_on_s(params)
-        idx = jnp.nonzero(fits, size=k_max, fill_value=0)[0]
-        sub = jax.tree_util.tree_map(lambda a: a[idx], params)
-        return fits, pack_bits_jax(model.apply_batched(sub, x_e) > 0)
+    def _compile(self, layout: EvalLayout, y: np.ndarray) -> None:
+        """The jitted executables.  numpy constants are embedded in them: the same code runs on
+        any device.  Each takes (key, c) and draws the chunk from fold_in(key, c) when c >= 0
+        (the runner's chunk c of a stream: no eager fold_in per chunk), else from key."""
+        model, chunk_size, k_out = self.model, self.chunk_size, self.output_draws
+        x = np.asarray(layout.x, np.float32)
+        x_s, x_e = x[layout.s_idx], x[layout.e_idx]
+        s_idx, e_idx = np.asarray(layout.s_idx), np.asarray(layout.e_idx)
 
-    @jax.jit
-    def on_e(key, c, idx):
+        def chunk_key(key, c):
+            return jax.lax.cond(c >= 0, lambda: jax.random.fold_in(key, c), lambda: key)
+
+        def fits_on_s(params):
+            return jnp.all((_forward(model, params, x_s, chunk_size) > 0) == y, axis=1)
+
         if k_out > 1:
-            hidden, w, b = draw_shared(chunk_key(key, c))
-            g, j = idx // k_out, idx % k_out
-            sub = jax.tree_util.tree_map(lambda a: a[g], hidden)
-            out = outputs_shared(sub, w[g, j][:, None, :], b[g, j][:, None], x_e)[:, 0]
-            return pack_bits_jax(out > 0)
-        params = model.init(key=chunk_key(key, c), n=chunk_size)
-        sub = jax.tree_util.tree_map(lambda a: a[idx], params)
-        return pack_bits_jax(model.apply_batched(sub, x_e) > 0)
+            draw_shared, outputs_shared = _shared_hidden(model, k_out, chunk_size)
+            self._draw_shared = draw_shared
 
-    # [chunks collected, chunks with fits, networks evaluated on E inside on_s_gather (0 = off)]
-    state = [0, 0, 0]
+        @jax.jit
+        def full(key, c):
+            params = model.init(key=chunk_key(key, c), n=chunk_size)
+            bits = _forward(model, params, x, chunk_size) > 0
+            fits = jnp.all(bits[:, s_idx] == y, axis=1)
+            return fits, pack_bits_jax(bits[:, e_idx]), pack_bits_jax(bits)
 
-    def dispatch(key, device=None, c: int = -1):
+        @jax.jit
+        def on_s(key, c):
+            if k_out > 1:
+                out = outputs_shared(*draw_shared(chunk_key(key, c)), x_s)  # (G, k, |S|)
+                return jnp.all((out > 0) == y, axis=-1).reshape(-1)
+            return fits_on_s(model.init(key=chunk_key(key, c), n=chunk_size))
+
+        @partial(jax.jit, static_argnums=2)
+        def on_s_gather(key, c, k_max):
+            params = model.init(key=chunk_key(key, c), n=chunk_size)
+            fits = fits_on_s(params)
+            idx = jnp.nonzero(fits, size=k_max, fill_value=0)[0]
+            sub = jax.tree_util.tree_map(lambda a: a[idx], params)
+            return fits, pack_bits_jax(model.apply_batched(sub, x_e) > 0)
+
+        @jax.jit
+        def on_e(key, c, idx):
+            if k_out > 1:
+                hidden, w, b = draw_shared(chunk_key(key, c))
+                g, j = idx // k_out, idx % k_out
+                sub = jax.tree_util.tree_map(lambda a: a[g], hidden)
+                out = outputs_shared(sub, w[g, j][:, None, :], b[g, j][:, None], x_e)[:, 0]
+                return pack_bits_jax(out > 0)
+            params = model.init(key=chunk_key(key, c), n=chunk_size)
+            sub = jax.tree_util.tree_map(lambda a: a[idx], params)
+            return pack_bits_jax(model.apply_batched(sub, x_e) > 0)
+
+        self._full, self._on_s, self._on_s_gather, self._on_e = full, on_s, on_s_gather, on_e
+
+    def dispatch(self, key, device=None, c: int = -1):
         """Queue chunk ``fold_in(key, c)`` (``c >= 0``) or ``key`` itself (``c < 0``)."""
         c = np.int32(c)
         if device is not None:
             key = jax.device_put(key, device)
         with unrolled_threefry():
-            if record_prior:
-                return key, c, full(key, c)
-            if state[2]:
-                return key, c, on_s_gather(key, c, state[2])
-            return key, c, (on_s(key, c), None)
+            if self.record_prior:
+                return key, c, self._full(key, c)
+            if self.gather_size:
+                return key, c, self._on_s_gather(key, c, self.gather_size)
+            return key, c, (self._on_s(key, c), None)
 
-    def collect(handle):
+    def collect(self, handle):
+        """Wait for a dispatched chunk: ``(fits, packed_E of the fitting networks, table)``."""
         key, c, out = handle
-        if record_prior:
+        if self.record_prior:
             fits, packed_e, packed_all = (np.asarray(a) for a in out)
             return fits, packed_e[fits], packed_all
         fits = np.asarray(out[0])
         n_fit = int(fits.sum())
-        state[0] += 1
-        state[1] += n_fit > 0
+        self.n_collected += 1
+        self.n_with_fits += n_fit > 0
         if n_fit == 0:
-            return fits, np.empty((0, n_e_bytes), np.uint8), None
+            return fits, np.empty((0, self.n_e_bytes), np.uint8), None
         if out[1] is not None and n_fit <= out[1].shape[0]:
             return fits, np.asarray(out[1])[:n_fit], None
         # Evaluate E for the fitting networks (indices padded to a power of two, so that on_e
         # compiles for a handful of shapes); switch to (or widen) on_s_gather if fits are common.
         size = 1 << int(np.ceil(np.log2(n_fit)))
-        if k_out == 1 and state[0] >= 8 and state[1] > GATHER_IN_S_ABOVE * state[0]:
-            state[2] = min(chunk_size, max(state[2], 2 * size, 16))
+        if (self.output_draws == 1 and self.n_collected >= 8
+                and self.n_with_fits > GATHER_IN_S_ABOVE * self.n_collected):
+            self.gather_size = min(self.chunk_size, max(self.gather_size, 2 * size, 16))
         padded = np.pad(np.flatnonzero(fits), (0, size - n_fit), mode="edge")
         with unrolled_threefry():
-            packed = np.asarray(on_e(key, c, padded))
-        return fits, packed[:n_fit].reshape(-1, n_e_bytes), None
+            packed = np.asarray(self._on_e(key, c, padded))
+        return fits, packed[:n_fit].reshape(-1, self.n_e_bytes), None
 
-    def chunk(key):
-        return collect(dispatch(key))
+    def __call__(self, key):
+        return self.collect(self.dispatch(key))
 
-    def warm(devices=None, fit_sizes=(1, 2, 4)):
+    def warm(self, devices=None, fit_sizes=(1, 2, 4)) -> None:
         """Compile the executables on every device (executables are per device): the S (or
         full) executable and, without the prior, E for chunks with ``fit_sizes`` fits."""
         for d in list(devices or [None]):
             key = jax.random.key(0) if d is None else jax.device_put(jax.random.key(0), d)
             with unrolled_threefry():
-                if record_prior:
-                    jax.block_until_ready(full(key, np.int32(-1)))
+                if self.record_prior:
+                    jax.block_until_ready(self._full(key, np.int32(-1)))
                     continue
-                jax.block_until_ready(on_s(key, np.int32(-1)))
+                jax.block_until_ready(self._on_s(key, np.int32(-1)))
                 for size in fit_sizes:
-                    jax.block_until_ready(on_e(key, np.int32(-1), np.zeros(size, np.int64)))
-
-    chunk.dispatch, chunk.collect, chunk.warm = dispatch, collect, warm
-    chunk.output_draws = k_out
-    if k_out > 1:  # for tests: the chunk's networks in the model's layout
-        chunk.shared_params = jax.jit(lambda key: assemble_shared(*draw_shared(key)))
-    return chunk
+                    jax.block_until_ready(self._on_e(key, np.int32(-1), np.zeros(size, np.int64)))
 
 
 def default_chunk_size(model, n_inputs: int, *, in_flight: int = 8) -> int:
@@ -352,18 +368,14 @@ def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: 
     ``devices[c % len(devices)]`` when several devices are given: the results do not depend on
     the placement, only on the keys.  Pass blocks of a few chunks so that little is in flight.
     """
-    k = getattr(chunk_fn, "output_draws", 1)
+    k = chunk_fn.output_draws
     res = RejectionResult(FunctionCounter(n_test),
                           FunctionCounter(n_table) if n_table else None, chunk_size=chunk_size,
                           output_draws=k)
     chunk_ids = [int(c) for c in chunk_ids]
-    dispatch = getattr(chunk_fn, "dispatch", None)
-    if dispatch is not None:
-        devs = list(devices) if devices else [None]
-        handles = [dispatch(stream, devs[c % len(devs)], c) for c in chunk_ids]
-        outputs = (chunk_fn.collect(h) for h in handles)
-    else:
-        outputs = (chunk_fn(jax.random.fold_in(stream, c)) for c in chunk_ids)
+    devs = list(devices) if devices else [None]
+    handles = [chunk_fn.dispatch(stream, devs[c % len(devs)], c) for c in chunk_ids]
+    outputs = (chunk_fn.collect(h) for h in handles)
     for c, (fits, packed_e, packed_all) in zip(chunk_ids, outputs):
         n_valid = min(chunk_size, n_samples - c * chunk_size)
         fits = np.asarray(fits)

@@ -26,6 +26,7 @@ optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibat
 """
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ import numpy as np
 import optax
 
 from ..counting import FunctionCounter
-from ._common import pack_bits_jax
+from ._common import pack_bits_jax, stream_key
 
 RANK_MAX_M = 256  # epoch_permutation by counting up to this |S| (m^2 work), by sorting above
 FIT_CHUNK = 128  # rows of S per forward pass in the fit check when |S| is larger
@@ -306,6 +307,11 @@ class SGDTrainer:
 
         # n_epochs is traced: the sync cadence adapts without recompiling
         self.run_epochs = jax.jit(run_epochs)
+        self._build_refill()
+
+    def _build_refill(self):
+        """The jitted slot refill (new runs' inits) and the functions on E of finished runs."""
+        model = self.model
 
         def refill(state: SlotState, mask, new_ids):
             p, o = jax.vmap(self._init_one)(new_ids)
@@ -346,6 +352,28 @@ class SGDTrainer:
         f = jnp.zeros((self.P,), bool)
         return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), f, f)
 
+    def _harvest(self, st, ahead, idle, new_ids, K):
+        """Read up to ``K`` finished slots of ``st``, refill them in ``ahead`` with new run ids;
+        returns the new state and (records, packed functions on E) of the finished runs, or
+        ``(ahead, None)`` when none finished.  Updates ``idle`` in place."""
+        done = np.asarray(st.done) & ~idle
+        if not done.any():
+            return ahead, None
+        slots = np.flatnonzero(done)[:K]
+        run_id = np.asarray(st.run_id)[slots]
+        fit_epoch = np.asarray(st.fit_epoch)[slots]
+        epochs = np.asarray(st.epoch)[slots]
+        div = np.asarray(st.diverged)[slots]
+        fitted = np.asarray(st.fits)[slots] & ~div
+        recs = [(int(r), bool(f), int(fe), int(ep), bool(d))
+                for r, f, fe, ep, d in zip(run_id, fitted, fit_epoch, epochs, div)]
+        harvest = np.zeros(K, np.int32)
+        harvest[: len(slots)] = slots
+        ids, mask = new_ids(slots)
+        new_state, packed = self.harvest_and_refill(ahead, harvest, mask, ids)
+        idle[slots] = ids[slots] < 0
+        return new_state, (recs, packed)
+
     def run(self, run_ids, *, epochs_per_sync: int = 4, progress=None,
             on_sync=None, devices=None, max_sync_seconds: float = 2.0) -> SGDResult:
         """Train the given run ids to completion; returns their counts and records.
@@ -367,7 +395,7 @@ class SGDTrainer:
         randomness depends on r alone)."""
         P = self.P
         K = min(P, max(8, P // 4))
-        queue = list(run_ids)[::-1]
+        queue = _Queue(run_ids)  # lazy: run ids are drawn as slots free up
         res = SGDResult(FunctionCounter(self.n_test))
         devs = list(devices) if devices else [None]
         cur = [self.empty_state() if d is None else jax.device_put(self.empty_state(), d)
@@ -401,37 +429,13 @@ class SGDTrainer:
             n_done = n_fit = 0
             for j, idle in enumerate(idles):
                 if pend[j] is not None:  # functions of the runs harvested last sync
-                    recs, packed = pend[j]
+                    d_done, d_fit, d_ep = _record(res, *pend[j])
                     pend[j] = None
-                    packed = np.asarray(packed)[: len(recs)]
-                    fitted = np.array([r[1] for r in recs], bool)
-                    ids = np.array([r[0] for r in recs], np.int64)
-                    res.counter.add_packed(packed[fitted], half=ids[fitted] % 2)
-                    for r, f, fe, ep, d in recs:
-                        res.records[r] = (f, fe, ep, d)
-                        epochs_seen += ep
-                    n_done, n_fit = n_done + len(recs), n_fit + int(fitted.sum())
+                    n_done, n_fit, epochs_seen = n_done + d_done, n_fit + d_fit, epochs_seen + d_ep
                 if idle.all():
                     continue
-                st = cur[j]  # computed (ahead[j] runs on it now): reading does not wait long
-                done = np.asarray(st.done) & ~idle
-                if not done.any():
-                    cur[j] = ahead[j]
-                    continue
-                slots = np.flatnonzero(done)[:K]
-                run_id = np.asarray(st.run_id)[slots]
-                fit_epoch = np.asarray(st.fit_epoch)[slots]
-                epochs = np.asarray(st.epoch)[slots]
-                div = np.asarray(st.diverged)[slots]
-                fitted = np.asarray(st.fits)[slots] & ~div
-                recs = [(int(r), bool(f), int(fe), int(ep), bool(d))
-                        for r, f, fe, ep, d in zip(run_id, fitted, fit_epoch, epochs, div)]
-                harvest = np.zeros(K, np.int32)
-                harvest[: len(slots)] = slots
-                ids, mask = new_ids(slots)
-                cur[j], packed = self.harvest_and_refill(ahead[j], harvest, mask, ids)
-                pend[j] = (recs, packed)
-                idle[slots] = ids[slots] < 0
+                # cur[j] is computed (ahead[j] runs on it now): reading does not wait long
+                cur[j], pend[j] = self._harvest(cur[j], ahead[j], idle, new_ids, K)
             if slow or (epochs_per_sync > 1 and not first_sync
                         and time.perf_counter() - t_sync > max_sync_seconds):
                 slow, epochs_per_sync = True, 1  # (the first sync compiles: not counted)
@@ -443,3 +447,62 @@ class SGDTrainer:
             if on_sync is not None:
                 on_sync(res)
         return res
+
+
+def _record(res: SGDResult, recs, packed) -> tuple[int, int, int]:
+    """Add harvested runs to ``res``; returns (runs, fitted runs, epochs trained)."""
+    packed = np.asarray(packed)[: len(recs)]
+    fitted = np.array([r[1] for r in recs], bool)
+    ids = np.array([r[0] for r in recs], np.int64)
+    res.counter.add_packed(packed[fitted], half=ids[fitted] % 2)
+    epochs = 0
+    for r, f, fe, ep, d in recs:
+        res.records[r] = (f, fe, ep, d)
+        epochs += ep
+    return len(recs), int(fitted.sum()), epochs
+
+
+class _Queue:
+    """Run ids taken one at a time from any iterable (a range of 10^12 is never a list)."""
+
+    def __init__(self, ids):
+        self._it, self._head = iter(ids), []
+
+    def __bool__(self) -> bool:
+        if not self._head:
+            self._head.extend(itertools.islice(self._it, 1))
+        return bool(self._head)
+
+    def pop(self) -> int:
+        if not self:
+            raise IndexError("pop from an empty queue")
+        return self._head.pop()
+
+
+EPOCHS_PER_SYNC = 0  # SGD epochs between host syncs: 0 = adapted to the runs (sync_epochs_for)
+CPU_MAX_SLOTS = 32  # automatic SGD slots per CPU device: more leave the core's cache (slower)
+
+
+def sgd_trainer_and_run_kwargs(cfg, task, model, *, slots: int | None = None):
+    """The runner's ``SGDTrainer`` and ``run`` keyword arguments for ``cfg`` (also used by the
+    benchmark and the distributed workers).  Every JAX device trains ``P`` slots concurrently
+    (on CPU one device per core, see ``bayes_sgd._cpu_devices``).  An automatic slot count
+    (``slots = 0``) shares ``n_runs`` and the memory budget between the devices and is capped
+    at ``CPU_MAX_SLOTS`` per device on CPU, where larger vmapped batches fall out of the core's
+    cache and train fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs.
+    Results do not depend on any of these (every run's random numbers depend on its run id
+    alone)."""
+    settings = SGDSettings.from_config(cfg.samplers.sgd)
+    devices = jax.devices()
+    n_dev = len(devices)
+    if slots:
+        settings.slots = slots
+    else:
+        settings.memory_budget_bytes //= n_dev
+    trainer = SGDTrainer(model, task, settings, stream=stream_key(cfg.seed, "sgd"))
+    if not settings.slots:
+        trainer.P = max(1, min(trainer.P, -(-settings.n_runs // n_dev)))
+        if jax.default_backend() == "cpu":
+            trainer.P = min(trainer.P, CPU_MAX_SLOTS)
+    return trainer, dict(epochs_per_sync=EPOCHS_PER_SYNC,
+                         devices=devices if n_dev > 1 else None)
