@@ -4,8 +4,8 @@ status, no traceback, and no damage to an existing complete results folder (issu
 Each case calls ``cli.main(argv)`` in this process (it returns the exit code) with ``--out``
 pointing at a copy of a complete results folder made once by a real run; the hashes of every
 file in it are compared before and after.  Almost every case fails in config validation,
-before any JAX work.  Cases for defects fixed on branch issue-12 (a damaged checkpoint must not
-delete finished results) are strict xfails until that branch is merged.
+before any JAX work.  A damaged checkpoint or a folder locked by another process must leave
+the finished results as they were.
 """
 from __future__ import annotations
 
@@ -181,7 +181,6 @@ DAMAGED = [("truncated rejection.npz", "rejection.npz", _truncate),
            ("random bytes in sgd.npz", "sgd.npz", _random_bytes)]
 
 
-@pytest.mark.xfail(strict=True, reason="fixed on branch issue-12")
 @pytest.mark.parametrize("name, damage", [c[1:] for c in DAMAGED], ids=[c[0] for c in DAMAGED])
 def test_damaged_checkpoint_never_destroys_results(name, damage, complete, tmp_path, capsys):
     out = tmp_path / "out"
@@ -197,3 +196,25 @@ def test_damaged_checkpoint_never_destroys_results(name, damage, complete, tmp_p
         assert name in err and err.count("\n") == 1
     after = {k: v for k, v in _hashes(out).items() if not k.startswith("checkpoints")}
     assert after == results
+
+
+@pytest.mark.parametrize("holder", ["live process", "unreadable lock"])
+def test_locked_folder_is_refused(holder, complete, tmp_path, capsys):
+    """A second writer gets one line naming the lock and changes nothing (the parent of this
+    process is alive on this host, so its lock is not stale; an unreadable lock is refused
+    rather than guessed at)."""
+    import json
+    import os
+    import socket
+
+    out = tmp_path / "out"
+    shutil.copytree(complete, out)
+    text = (json.dumps({"pid": os.getppid(), "host": socket.gethostname()})
+            if holder == "live process" else "{not json")
+    (out / ".lock").write_text(text)
+    before = _hashes(out)
+    code = cli.main(["run", "--quiet", *BASE, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert "in use by" in err and ".lock" in err
+    assert _hashes(out) == before
