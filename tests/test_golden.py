@@ -6,6 +6,12 @@ test is the reference that a refactor changes no result: same seed and config, t
 column order, dtypes and values (exact equality, no tolerance).  Every field the tables depend
 on is given here explicitly, so a change of a default in the shipped configs does not move it.
 
+One documented exception: since issue 14 the GP scores many functions with the batched EP
+(``gp.ep_log_orthant_many``), the same sequential EP with its rank-one updates grouped into
+blocks, so the ``gp`` rows' ``p`` / ``log10_p`` agree with the per-function path that wrote the
+tables to rounding (|Δ ln Z| ~ 1e-11, ``tests/test_ep_batch.py``), not bit for bit: those two
+columns of those rows are compared with a relative tolerance of 1e-9; everything else exactly.
+
 A deliberate change of results (new random streams, a different numerical method) must
 regenerate the tables, in its own commit that says why:
 ``python tests/test_golden.py --regenerate``.
@@ -15,6 +21,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,7 +76,15 @@ def test_tables_bit_identical_to_golden(name, tmp_path):
     for f in old:
         assert list(new[f].columns) == list(old[f].columns), f
         assert list(new[f].dtypes) == list(old[f].dtypes), f
-        pd.testing.assert_frame_equal(new[f], old[f], check_exact=True)
+        a, b = new[f].copy(), old[f].copy()
+        if "sampler" in a:
+            gp = (a["sampler"] == "gp").to_numpy()
+            assert (gp == (b["sampler"] == "gp").to_numpy()).all(), f
+            for col in ("p", "log10_p"):
+                np.testing.assert_allclose(a.loc[gp, col].astype(float), b.loc[gp, col].astype(float),
+                                           rtol=1e-9, atol=0)
+                a.loc[gp, col] = b.loc[gp, col]
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
 
 
 def _regenerate() -> None:

@@ -357,7 +357,18 @@ def test_unconverged_results_are_not_reported(unconverged, capsys, monkeypatch):
         calls[0] += 1
         return dataclasses.replace(r, converged=False) if calls[0] - 1 == unconverged else r
 
+    real_many = _gp.ep_log_orthant_many
+
+    def flaky_many(*a, **k):  # the batched path scores the functions (issue 14)
+        r = real_many(*a, **k)
+        if unconverged:
+            conv = r.converged.copy()
+            conv[unconverged - 1] = False  # row b is function b (call 1 + b of the loop path)
+            r = dataclasses.replace(r, converged=conv)
+        return r
+
     monkeypatch.setattr(_gp, "log_orthant_probability", flaky)
+    monkeypatch.setattr(_gp, "ep_log_orthant_many", flaky_many)
     frame, summary = run_gp(_cfg(method="ep"), task, MODEL, _df(fns))
     assert summary["converged"] is False and summary["n_not_converged"] == 1
     got = frame.set_index("function")["log10_p"].astype(float)

@@ -274,6 +274,7 @@ class GPProblem:
                 calls[0] += len(rows)
                 jit.extend(res.row_jitter.tolist())
                 bad[0] += int((~res.converged).sum())
+                conv[rows[~res.converged]] = False
                 rows = rows[:0]
             bar = tqdm(total=len(rows), desc=f"gp ({method}, {mode})", unit="fn", disable=not show,
                        dynamic_ncols=True)
