@@ -91,6 +91,8 @@ def agreement(df: pd.DataFrame, *, min_counts, target: str, n_boot: int | None =
                      n_boot=N_BOOTSTRAP if n_boot is None else n_boot)
         if m is not None:
             out["measures"][name] = m
+    if all(s in present for s in ("sgd", "gp", "rejection")):
+        out["cross_check"] = cross_check(df)
     for s in present:
         if s in sampler_names(counts=True):
             out["split_half"][s] = {
@@ -379,3 +381,29 @@ def zipf_fit(df: pd.DataFrame, sampler: str = "prior", *, min_count: int = 10):
         return float("nan"), float("nan"), int(len(p))
     slope, icpt = np.polyfit(np.log10(np.arange(1, len(p) + 1)), np.log10(p), 1)
     return float(slope), float(icpt), int(len(p))
+
+
+def cross_check(df: pd.DataFrame, *, q: str = "sgd", p: str = "gp", ref: str = "rejection",
+                n: int = 20) -> dict:
+    """The GP's P_B against rejection's counts on q's ``n`` most frequent functions.
+
+    For each function f: P_q(f), the GP's P_B(f|S), rejection's count c(f) out of its A accepted
+    networks, and the count the GP predicts, A P_B(f|S).  Under P_B = the GP's, c(f) is binomial
+    (A, P_B(f|S)) for independent draws, so ``z = (c - A P_B) / sqrt(A P_B (1 - P_B))``; with
+    ``samplers.rejection.output_draws`` > 1 the accepted networks of one hidden draw are
+    correlated and z overstates the evidence by up to the square root of the design effect
+    (``summary.rejection.ess``).  A function the GP did not score has ``p_b`` None.
+    """
+    rows_q = df[df["sampler"] == q].sort_values("count", ascending=False, kind="stable").head(n)
+    gp = df[df["sampler"] == p].set_index("function")["p"].astype(float)
+    rej = df[df["sampler"] == ref].set_index("function")["count"].astype(float)
+    A = float(rej.sum())
+    table = []
+    for f, pq in zip(rows_q["function"], rows_q["p"].astype(float)):
+        pb = float(gp[f]) if f in gp.index and math.isfinite(gp[f]) else None
+        c = float(rej.get(f, 0.0))
+        exp = A * pb if pb is not None else None
+        z = ((c - exp) / math.sqrt(exp * (1 - pb)) if exp and 0 < pb < 1 else None)
+        table.append({"function": f, "p_q": pq, "p_b": pb, "count_ref": int(c),
+                      "expected_count_ref": exp, "z": z})
+    return {"q": q, "p": p, "ref": ref, "n_accepted_ref": int(A), "functions": table}

@@ -115,9 +115,10 @@ def _paper_target_runs():
 # function, measured in one process on the base row's functions, machine shared) but, on 40
 # of the base row's SGD functions, came out +0.17 decades above joint on average (max 0.36),
 # which would shift the weighted mean log ratio by about that much.
-# Quick scale: 1,000 runs, the 400 most frequent functions scored; the other functions have P_B
-# unknown (left out of the mean, counted as not within a decade: `q_mass_p_known` says how many
-# runs that is).  Width 1000 runs at paper scale only (~5 ms per network-epoch on a CPU core:
+# Quick scale: 1,000 runs, every function SGD found scored (max_functions 2,000 >= n_runs; with
+# the batched EP of issue 14 that costs ~10-20 ms a function); a function the GP did not score
+# would have P_B unknown (left out of the mean, counted as not within a decade:
+# `q_mass_p_known` says how many runs that is).  Width 1000 runs at paper scale only (~5 ms per network-epoch on a CPU core:
 # 1,000 runs of ~500 epochs would take ~40 min).
 SENSITIVITY_N7 = (
     Run("base", (), "base"),
@@ -215,7 +216,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "how far P_SGD is from P_B (GP-EP) as one setting at a time moves from the base "
            "(SGD lr 0.01, batch 8, BCE, sigma_b 1, width 40, |S| 32)",
            SENSITIVITY_N7, kind="sensitivity", x="gp", paper_only=("width1000",),
-           # every function SGD finds scored (the quick scale scores the 400 most frequent)
+           # every function SGD finds scored, as at the quick scale
            paper=("samplers.sgd.n_runs=20_000", "samplers.gp.max_functions=1_000_000")),
     # ---- issue 15: the claims around the paper (bayes_sgd.claims draws them) ----
     Figure("width_n7", "claims 1", "fig_width_n7.toml",

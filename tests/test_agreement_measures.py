@@ -204,3 +204,40 @@ def test_scatter_annotates_the_measures(table):
     brute = _brute(_runs(SGD), _runs(REJ))
     assert f"= {brute['weighted_mean_log10_ratio']:+.2f}" in text
     assert f"{100 * brute['frac_within_1_decades']:.0f} % of sgd within 1 decade" in text
+
+
+def test_cross_check_against_a_recount():
+    """SGD's top functions with the GP's P_B and rejection's counts: recomputed by hand from
+    individual samples (binomial z of the counts under the GP's P_B)."""
+    import math
+
+    import pandas as pd
+
+    from bayes_sgd.analysis import cross_check
+
+    rng = np.random.default_rng(3)
+    funcs = [format(i, "04b") for i in range(16)]
+    sgd_runs = rng.choice(16, size=500, p=np.arange(16, 0, -1) / 136)
+    rej_samples = rng.choice(16, size=300, p=np.full(16, 1 / 16))
+    pb = rng.dirichlet(np.ones(16))
+    rows = []
+    for name, draws in (("sgd", sgd_runs), ("rejection", rej_samples)):
+        c = np.bincount(draws, minlength=16)
+        rows += [{"sampler": name, "function": funcs[i], "count": int(c[i]), "p": c[i] / c.sum()}
+                 for i in range(16) if c[i]]
+    order = sorted(range(16), key=lambda i: -sum(sgd_runs == i))[:5]
+    unscored = order[1]  # one of SGD's top functions the GP did not score
+    rows += [{"sampler": "gp", "function": funcs[i], "count": pd.NA, "p": pb[i]}
+             for i in range(16) if i != unscored]
+    df = pd.DataFrame(rows)
+    out = cross_check(df, n=5)
+    assert out["n_accepted_ref"] == 300 and [r["function"] for r in out["functions"]] == \
+        [funcs[i] for i in order]
+    for r, i in zip(out["functions"], order):
+        assert r["count_ref"] == sum(rej_samples == i)
+        assert r["p_q"] == pytest.approx(sum(sgd_runs == i) / 500)
+        if i == unscored:
+            assert r["p_b"] is None and r["z"] is None
+            continue
+        assert r["expected_count_ref"] == pytest.approx(300 * pb[i])
+        assert r["z"] == pytest.approx((r["count_ref"] - 300 * pb[i]) / math.sqrt(300 * pb[i] * (1 - pb[i])))
