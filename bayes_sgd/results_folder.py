@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._env import env_seconds
 from .checkpoint import atomic_write_json, atomic_write_with, save_npz
 
 __all__ = ["CHECKPOINT_SECONDS", "ResultsFolder", "ResultsFolderError", "checkpoint_seconds",
@@ -41,17 +42,7 @@ class ResultsFolderError(RuntimeError):
 
 def checkpoint_seconds() -> float:
     """Seconds between checkpoints: ``$BAYES_SGD_CHECKPOINT_SECONDS`` if set (> 0), else 15."""
-    text = os.environ.get("BAYES_SGD_CHECKPOINT_SECONDS", "").strip()
-    if not text:
-        return CHECKPOINT_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError(f"BAYES_SGD_CHECKPOINT_SECONDS: expected a number of seconds > 0, "
-                         f"got {text!r}")
-    return value
+    return env_seconds("BAYES_SGD_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS)
 
 
 def _now() -> str:
