@@ -489,8 +489,8 @@ def _cross_validate(cfg: Config) -> None:
 
         try:
             _parse_binarize(cfg.task.binarize)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        except ValueError as e:  # "binarize: ..." about the argument; here it is a config field
+            raise ConfigError(f"task.{e}") from None
     if cfg.task.kind == "boolean":
         # the task's own parsers, so a bad truth table or mask fails here, before any folder
         from .tasks import parse_target, train_mask

@@ -14,8 +14,22 @@ def build_task(cfg) -> Task:
                             encoding=cfg.encoding, drop_zero_input=cfg.drop_zero_input)
     from ._images import make_image_task  # heavy loaders only when needed
 
-    return make_image_task(dataset=cfg.dataset, path=cfg.data_path or None, split=cfg.split,
-                           test_split=getattr(cfg, "test_split", "") or None,
-                           binarize=cfg.binarize, train_size=cfg.train_size,
-                           test_size=cfg.test_size, seed=cfg.train_seed,
-                           corrupt_fraction=cfg.corrupt_fraction, scale=cfg.scale)
+    try:
+        return make_image_task(dataset=cfg.dataset, path=cfg.data_path or None, split=cfg.split,
+                               test_split=getattr(cfg, "test_split", "") or None,
+                               binarize=cfg.binarize, train_size=cfg.train_size,
+                               test_size=cfg.test_size, seed=cfg.train_seed,
+                               corrupt_fraction=cfg.corrupt_fraction, scale=cfg.scale)
+    except ValueError as e:
+        # checks that need the data (sizes against N, pixels): name the config field
+        arg, sep, rest = str(e).partition(": ")
+        field = _IMAGE_FIELDS.get(arg)
+        if not sep or field is None or type(e) is not ValueError:
+            raise
+        raise ValueError(f"task.{field}: {rest}") from None
+
+
+# make_image_task / image_task argument -> TaskConfig field
+_IMAGE_FIELDS = {"path": "data_path", "seed": "train_seed", "dataset": "dataset", "split": "split",
+                 "test_split": "test_split", "binarize": "binarize", "train_size": "train_size",
+                 "test_size": "test_size", "corrupt_fraction": "corrupt_fraction", "scale": "scale"}
