@@ -288,7 +288,7 @@ def test_memory_bounded_by_chunk_not_by_requested_total(sampler, overrides, tmp_
 
 CROSS_FIELD = [  # (overrides, message): checked once, in config, before any work
     (["task.kind=image", "model.arch=cnn", "samplers.nuts.enabled=true"],
-     "samplers.nuts.enabled: NUTS samples FCN weights; expected false with model.arch = 'cnn'"),
+     "samplers.nuts.enabled: NUTS samples the weights of an FCN only; expected false with model.arch = 'cnn'"),
     (["task.kind=image", "model.arch=cnn", "samplers.rejection.output_draws=2"],
      "samplers.rejection.output_draws: expected 1 for model.arch = 'cnn'"),
     (["samplers.rejection.output_draws=2", "samplers.rejection.record_prior=true"],
