@@ -489,19 +489,19 @@ def _cross_validate(cfg: Config) -> None:
 
         try:
             _parse_binarize(cfg.task.binarize)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        except ValueError as e:  # "binarize: ..." about the argument; here it is a config field
+            raise ConfigError(f"task.{e}") from None
     if cfg.task.kind == "boolean":
         # the task's own parsers, so a bad truth table or mask fails here, before any folder
-        from .tasks import parse_target, train_mask
+        from .tasks import _field_error, parse_target, train_mask
 
         try:
             parse_target(cfg.task.target, cfg.task.n)
             in_s = train_mask(cfg.task.n, train_size=cfg.task.train_size,
                               seed=cfg.task.train_seed, mask=cfg.task.train_mask or None,
                               drop_zero_input=cfg.task.drop_zero_input)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        except ValueError as e:  # "arg: ..." about the function's argument -> "task.<field>: ..."
+            raise ConfigError(str(_field_error(e) or e)) from None
         if (cfg.samplers.gp.enabled and cfg.samplers.gp.mode == "conditional"
                 and m.sigma_b == 0 and cfg.task.encoding == "binary" and in_s[0]):
             # phi(0) = 0 for every activation: the all-zero input's output is exactly 0

@@ -21,11 +21,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 from contextlib import contextmanager
 from functools import lru_cache
 
+from ._env import env_seconds
 from .counting import FunctionCounter
 
 REJECTION_BLOCK = 32  # chunks per task (about a second of work on one CPU core at n = 7)
@@ -63,17 +63,8 @@ def check_scheduler_address(address: str) -> str:
 
 def connect_seconds() -> float:
     """Seconds to wait for the scheduler: ``$BAYES_SGD_SCHEDULER_TIMEOUT`` if set (> 0), else 20."""
-    text = os.environ.get("BAYES_SGD_SCHEDULER_TIMEOUT", "").strip()
-    if not text:
-        return CONNECT_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < 3600:
-        raise SchedulerError(f"BAYES_SGD_SCHEDULER_TIMEOUT: expected seconds in (0, 3600), "
-                             f"got {text!r}")
-    return value
+    return env_seconds("BAYES_SGD_SCHEDULER_TIMEOUT", CONNECT_SECONDS, below=3600,
+                       error=SchedulerError)
 IN_FLIGHT_PER_WORKER = 4  # blocks submitted per worker ahead of the results
 
 

@@ -11,9 +11,10 @@ one when the stage ends::
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
+
+from ._env import env_seconds
 
 __all__ = ["progress", "PlainProgress", "PROGRESS_SECONDS", "progress_seconds"]
 
@@ -22,17 +23,7 @@ PROGRESS_SECONDS = 30.0
 
 def progress_seconds() -> float:
     """Seconds between plain progress lines: ``$BAYES_SGD_PROGRESS_SECONDS`` (> 0) or 30."""
-    text = os.environ.get("BAYES_SGD_PROGRESS_SECONDS", "").strip()
-    if not text:
-        return PROGRESS_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError(f"BAYES_SGD_PROGRESS_SECONDS: expected a number of seconds > 0, "
-                         f"got {text!r}")
-    return value
+    return env_seconds("BAYES_SGD_PROGRESS_SECONDS", PROGRESS_SECONDS)
 
 
 def _is_terminal(stream) -> bool:

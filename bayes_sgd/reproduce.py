@@ -376,6 +376,18 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
             t = summary.get("timings_s", {})
             print(f"{figure}/{name}: done in {sum(t.values()):.0f} s", flush=True)
 
+    png, metrics = _draw(figure, spec, folders, folder, scale)
+    report = {"figure": figure, "scale": scale, "shows": spec.shows,
+              "runs": {n: str(p) for n, p in folders.items()}, "metrics": metrics}
+    (folder / f"{figure}.json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"{figure}: {png}")
+    for name, m in metrics.items():
+        print(f"  {name}: " + _one_line(m))
+    return 0
+
+
+def _draw(figure: str, spec, folders: dict, folder: Path, scale: str):
+    """Draw the figure from its finished run folders into ``folder``. -> (png path, metrics)"""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -399,13 +411,7 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
     png = folder / f"{figure}.png"
     fig.savefig(png, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    report = {"figure": figure, "scale": scale, "shows": spec.shows,
-              "runs": {n: str(p) for n, p in folders.items()}, "metrics": metrics}
-    (folder / f"{figure}.json").write_text(json.dumps(report, indent=2, default=str))
-    print(f"{figure}: {png}")
-    for name, m in metrics.items():
-        print(f"  {name}: " + _one_line(m))
-    return 0
+    return png, metrics
 
 
 def _one_line(m: dict) -> str:

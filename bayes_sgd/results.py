@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from .analysis import POSTERIOR_SAMPLERS
+from .results_folder import why_incomplete
 
 __all__ = ["IncompleteResultsError", "Results", "load", "wide", "join", "join_runs",
            "CONFIG_COLUMNS"]
@@ -83,26 +84,9 @@ def _read_json(path: Path, folder: Path) -> dict:
 def load(folder: str | Path) -> Results:
     """Load a complete results folder; raise ``IncompleteResultsError`` saying what is wrong."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise IncompleteResultsError(f"{folder}: no such results folder")
-    mpath = folder / "manifest.json"
-    if not mpath.exists():
-        raise IncompleteResultsError(
-            f"{folder}: no manifest.json; not a results folder of bayes-sgd run")
-    manifest = _read_json(mpath, folder)
-    status = manifest.get("status")
-    if status != "complete":
-        raise IncompleteResultsError(
-            f"{folder}: the run is not complete (manifest status {status!r}); rerun the same "
-            "command to resume it")
-    cfg = manifest.get("config", {})
-    sgd_on = cfg.get("samplers", {}).get("sgd", {}).get("enabled", False)
-    needed = ["functions.parquet", "summary.json"] + (["runs.parquet"] if sgd_on else [])
-    missing = [f for f in needed if not (folder / f).exists()]
-    if missing:
-        raise IncompleteResultsError(
-            f"{folder}: manifest says complete but {', '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} missing")
+    manifest, why = why_incomplete(folder)
+    if why is not None:
+        raise IncompleteResultsError(f"{folder}: {why}")
     functions = pd.read_parquet(folder / "functions.parquet")
     runs = pd.read_parquet(folder / "runs.parquet") if (folder / "runs.parquet").exists() else None
     summary = _read_json(folder / "summary.json", folder)

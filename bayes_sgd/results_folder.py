@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._env import env_seconds
 from .checkpoint import atomic_write_json, atomic_write_with, save_npz
 
 __all__ = ["CHECKPOINT_SECONDS", "ResultsFolder", "ResultsFolderError", "checkpoint_seconds",
-           "is_complete", "prepare_results_folder", "read_manifest"]
+           "is_complete", "prepare_results_folder", "read_manifest", "why_incomplete"]
 
 CHECKPOINT_SECONDS = 15.0  # default; BAYES_SGD_CHECKPOINT_SECONDS overrides it
 RESULT_FILES = ("summary.json", "functions.parquet", "runs.parquet", "scatter.png")
@@ -41,17 +42,7 @@ class ResultsFolderError(RuntimeError):
 
 def checkpoint_seconds() -> float:
     """Seconds between checkpoints: ``$BAYES_SGD_CHECKPOINT_SECONDS`` if set (> 0), else 15."""
-    text = os.environ.get("BAYES_SGD_CHECKPOINT_SECONDS", "").strip()
-    if not text:
-        return CHECKPOINT_SECONDS
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise ValueError(f"BAYES_SGD_CHECKPOINT_SECONDS: expected a number of seconds > 0, "
-                         f"got {text!r}")
-    return value
+    return env_seconds("BAYES_SGD_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS)
 
 
 def _now() -> str:
@@ -73,16 +64,42 @@ def _same_config(manifest: dict, cfg) -> bool:
     return manifest.get("config") == json.loads(json.dumps(cfg.to_dict()))
 
 
+def why_incomplete(folder: Path) -> tuple[dict | None, str | None]:
+    """-> (manifest, None) when ``folder`` holds a complete run, else (manifest or None, why not).
+
+    Complete: the manifest says ``"status": "complete"`` and the result files it implies
+    (``functions.parquet``, ``summary.json``, and ``runs.parquet`` when SGD ran) are there.
+    The one completeness check of ``experiment``, ``reproduce`` and ``results``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None, "no such results folder"
+    path = folder / "manifest.json"
+    if not path.exists():
+        return None, "no manifest.json; not a results folder of bayes-sgd run"
+    try:
+        man = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return None, f"manifest.json is not valid JSON ({e})"
+    status = man.get("status") if isinstance(man, dict) else None
+    if status != "complete":
+        return man, (f"the run is not complete (manifest status {status!r}); rerun the same "
+                     "command to resume it")
+    sgd_on = man.get("config", {}).get("samplers", {}).get("sgd", {}).get("enabled", False)
+    needed = ["functions.parquet", "summary.json"] + (["runs.parquet"] if sgd_on else [])
+    missing = [f for f in needed if not (folder / f).exists()]
+    if missing:
+        return man, (f"manifest says complete but {', '.join(missing)} "
+                     f"{'is' if len(missing) == 1 else 'are'} missing")
+    return man, None
+
+
 def is_complete(folder: Path, cfg=None) -> bool:
     """Whether ``folder`` holds a complete run (of ``cfg``, when given: a folder written before
     a config field was added, with its default, still matches)."""
     from .config import ConfigError, config_from_dict
 
-    try:
-        man = read_manifest(folder)
-    except ResultsFolderError:
-        return False
-    if not man or man.get("status") != "complete":
+    man, why = why_incomplete(folder)
+    if why is not None:
         return False
     if cfg is None:
         return True

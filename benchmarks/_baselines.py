@@ -78,6 +78,21 @@ def interleave(fns: dict, *, rounds: int, seconds: float) -> dict:
     return {k: n / t for k, (n, t, _) in tot.items()}
 
 
+def chunk_rounds(run_chunks, state: dict, seconds: float, on_part=None, step: int = 8):
+    """The package side: ``run_chunks(range(c, c + step))`` on fresh chunk indices (from
+    ``state["next"]``) for ``seconds``; ``on_part(part)`` sees each result. -> (samples, elapsed)."""
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < seconds:
+        c = state["next"]
+        part = run_chunks(range(c, c + step))
+        state["next"] += step
+        if on_part is not None:
+            on_part(part)
+        n += part.n_samples
+    return n, time.perf_counter() - t0
+
+
 # ---- numpy: random-init sampling --------------------------------------------------------------
 
 def _draw(rng, dims, sigma_w, sigma_b):

@@ -14,12 +14,12 @@ of ``--seconds`` each; the ratio of their rates is checked against the floor of 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _baselines import banner, interleave, numpy_prior_loop, timing_parser, verdict  # noqa: E402
+from _baselines import (banner, chunk_rounds, interleave, numpy_prior_loop,  # noqa: E402
+                        timing_parser, verdict)
 
 FLOOR = 4.0
 
@@ -60,14 +60,8 @@ def main(argv=None) -> int:
     state = {"next": 8, "functions": 0}
 
     def package(seconds):
-        t0 = time.perf_counter()
-        n = 0
-        while time.perf_counter() - t0 < seconds:
-            c = state["next"]
-            part = run_rejection_chunks(fn, stream, range(c, c + 8), **kw)
-            state["next"] += 8
-            n += part.n_samples
-        return n, time.perf_counter() - t0
+        return chunk_rounds(lambda chunks: run_rejection_chunks(fn, stream, chunks, **kw),
+                            state, seconds)
 
     base = {"round": 0}
 

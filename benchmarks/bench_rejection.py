@@ -16,14 +16,14 @@ the ratio of their rates is checked against the floor of 8x.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _baselines import banner, interleave, numpy_rejection_loop, timing_parser, verdict  # noqa: E402
+from _baselines import (banner, chunk_rounds, interleave, numpy_rejection_loop,  # noqa: E402
+                        timing_parser, verdict)
 
 FLOOR = 8.0
 
@@ -80,18 +80,15 @@ def main(argv=None) -> int:
     state = {"next": c, "accepted": 0, "n": 0,
              "res": RejectionResult(FunctionCounter(task.n_test), None, output_draws=k)}
 
+    def merge(part):
+        state["accepted"] += part.n_accepted
+        state["res"].merge(part)
+
     def package(seconds):
-        t0 = time.perf_counter()
-        n = 0
-        while time.perf_counter() - t0 < seconds:
-            c = state["next"]
-            part = run_rejection_chunks(fn, stream, range(c, c + 8), **kw)
-            state["next"] += 8
-            state["accepted"] += part.n_accepted
-            state["res"].merge(part)
-            n += part.n_samples
+        n, dt = chunk_rounds(lambda chunks: run_rejection_chunks(fn, stream, chunks, **kw),
+                             state, seconds, merge)
         state["n"] += n
-        return n, time.perf_counter() - t0
+        return n, dt
 
     base = {"accepted": 0, "n": 0, "round": 0}
 

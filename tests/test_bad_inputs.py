@@ -121,6 +121,8 @@ CASES = [
     ("digits with a path", [S, "task.kind=image", S, "task.dataset=digits", S,
                             "task.data_path={files}"], "task.data_path"),
     ("cifar without a path", [S, "task.kind=image", S, "task.dataset=cifar10"], "task.data_path"),
+    ("digits too few for S", [S, "task.kind=image", S, "task.dataset=digits", S,
+                              "task.train_size=1790"], "task.train_size: expected <= N - test_size"),
     ("different config in --out", [S, "seed=1"], "--out"),
 ]
 ENV_CASES = [  # (id, variable, value)

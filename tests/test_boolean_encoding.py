@@ -33,7 +33,7 @@ def test_inputs_match_brute_force_enumeration(n, encoding):
 
 
 def test_bad_encoding_is_named():
-    with pytest.raises(ValueError, match=r"task.encoding: expected one of \['binary', 'pm1'\]"):
+    with pytest.raises(ValueError, match=r"^encoding: expected one of \['binary', 'pm1'\]"):
         boolean_inputs(3, "centered")
 
 
@@ -101,9 +101,9 @@ def test_drop_zero_input_mask_and_size_limits():
     mask = "0" + "1" * 10 + "0" * 117
     t = boolean_task(7, TABLE, mask=mask, drop_zero_input=True)
     np.testing.assert_array_equal(t.table_index[t.train_index], np.arange(1, 11))
-    with pytest.raises(ValueError, match=r"task.train_mask: expected '0' at position 0"):
+    with pytest.raises(ValueError, match=r"^mask: expected '0' at position 0"):
         boolean_task(7, TABLE, mask="1" + mask[1:], drop_zero_input=True)
-    with pytest.raises(ValueError, match=r"task.train_size: expected an integer in \[1, 126\]"):
+    with pytest.raises(ValueError, match=r"^train_size: expected an integer in \[1, 126\]"):
         boolean_task(7, TABLE, train_size=127, drop_zero_input=True)
     t = boolean_task(7, TABLE, train_size=126, drop_zero_input=True)  # E = one input
     assert t.n_test == 1 and t.table_index[t.test_index][0] != 0

@@ -197,18 +197,15 @@ def test_section_error_names_section_without_trailing_dot():
         load_config(None, ["task=3"])
 
 
-def test_set_truth_table_starting_with_one():
-    assert load_config(None, ["task.n=2", "task.train_size=2", "task.target=1000"]).task.target == "1000"
+@pytest.mark.parametrize("value", ["1000", "'1000'"], ids=["bare", "quoted"])
+def test_set_truth_table_starting_with_one(value):
+    # a bare value must not become the integer 1000; the quoted form (the old workaround) works too
+    assert load_config(None, ["task.n=2", "task.train_size=2", f"task.target={value}"]).task.target == "1000"
 
 
 def test_default_task_target_builds():
     cfg = config_from_dict({})
     assert build_task(cfg.task).n_test == 128 - cfg.task.train_size
-
-
-def test_quoted_truth_table_starting_with_one():
-    # the workaround for the previous test: quote the value
-    assert load_config(None, ["task.n=2", "task.train_size=2", "task.target='1000'"]).task.target == "1000"
 
 
 # ---- CLI ----------------------------------------------------------------------------------------

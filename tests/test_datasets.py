@@ -277,18 +277,28 @@ def test_cifar10_batches(tmp_path, bytes_keys):
     np.testing.assert_array_equal(xt, ref_x["test_batch"])
 
 
-def test_cifar10_rejects_bad_batches(tmp_path):
+CIFAR_DAMAGE = [  # (id, batch file, its new content (None: removed), split, error, message)
+    ("label 10", "test_batch",
+     lambda: pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}), "test",
+     DatasetFormatError, r"test_batch: expected integer labels in \[0, 9\]"),
+    ("rows of 3000", "test_batch",
+     lambda: pickle.dumps({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}), "test",
+     DatasetFormatError, r"expected 'data' uint8 of shape \(N, 3072\)"),
+    ("pickled code", "test_batch",  # would run code if trusted
+     lambda: pickle.dumps(os.system, protocol=2), "test",
+     DatasetFormatError, "refusing to unpickle"),
+    ("batch missing", "data_batch_3", None, "train", FileNotFoundError, "data_batch_3 not found"),
+]
+
+
+@pytest.mark.parametrize("batch, content, split, error, match", [c[1:] for c in CIFAR_DAMAGE],
+                         ids=[c[0] for c in CIFAR_DAMAGE])
+def test_cifar10_rejects_bad_batches(tmp_path, batch, content, split, error, match):
     d = tmp_path / "c"
     write_cifar(d)
-    (d / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}))
-    with pytest.raises(DatasetFormatError, match=r"test_batch: expected integer labels in \[0, 9\]"):
-        datasets.load_cifar10("test", path=d)
-    (d / "test_batch").write_bytes(pickle.dumps({b"data": np.zeros((2, 3000), np.uint8), b"labels": [0, 1]}))
-    with pytest.raises(DatasetFormatError, match=r"expected 'data' uint8 of shape \(N, 3072\)"):
-        datasets.load_cifar10("test", path=d)
-    (d / "test_batch").write_bytes(pickle.dumps(os.system, protocol=2))  # would run code if trusted
-    with pytest.raises(DatasetFormatError, match="refusing to unpickle"):
-        datasets.load_cifar10("test", path=d)
-    (d / "data_batch_3").unlink()
-    with pytest.raises(FileNotFoundError, match="data_batch_3 not found"):
-        datasets.load_cifar10("train", path=d)
+    if content is None:
+        (d / batch).unlink()
+    else:
+        (d / batch).write_bytes(content())
+    with pytest.raises(error, match=match):
+        datasets.load_cifar10(split, path=d)

@@ -46,7 +46,7 @@ def test_pair_binarize_filters_classes(data):
     assert set(labels[idx]) <= {3, 8}
     np.testing.assert_array_equal(t.y_train, labels[t.meta["source_train_index"]] == 8)
     n_pair = int(np.isin(labels, (3, 8)).sum())
-    with pytest.raises(ValueError, match=rf"task.train_size: expected <= N - test_size = {n_pair - 20}"):
+    with pytest.raises(ValueError, match=rf"^train_size: expected <= N - test_size = {n_pair - 20}"):
         image_task(images, labels, train_size=n_pair, test_size=20, binarize="pair:3,8")
 
 
@@ -74,7 +74,7 @@ def test_separate_test_pool(data):
     assert t.meta["test_from_separate_split"]
     assert sorted(t.meta["source_train_index"]) == list(range(300))
     np.testing.assert_allclose(t.x_test[..., 0], images[300:][t.meta["source_test_index"]] / 255.0)
-    with pytest.raises(ValueError, match=r"task.test_size: expected <= N_test = 200, got 201"):
+    with pytest.raises(ValueError, match=r"^test_size: expected <= N_test = 200, got 201"):
         image_task(images[:300], labels[:300], test_images=images[300:], test_labels=labels[300:],
                    train_size=10, test_size=201)
 
@@ -128,16 +128,16 @@ def test_flatten(data):
 @pytest.mark.parametrize(
     "kw,match",
     [
-        (dict(train_size=401, test_size=100), r"task.train_size: expected <= N - test_size = 400, got 401"),
-        (dict(test_size=501), r"task.test_size: expected <= N = 500, got 501"),
-        (dict(test_size=0), r"task.test_size: expected >= 1"),
-        (dict(train_size=-1), r"task.train_size: expected a non-negative integer"),
-        (dict(train_size=10, corrupt_fraction=1.5), r"task.corrupt_fraction"),
-        (dict(train_size=10, binarize="median"), r"task.binarize: expected 'threshold:T'"),
-        (dict(train_size=10, binarize="pair:3,3"), r"task.binarize"),
-        (dict(train_size=10, scale="minmax"), r"task.scale"),
-        (dict(train_size=10, pixel_max=100.0), r"task.pixel_max: .* largest pixel 255"),
-        (dict(train_size=10, corrupt_mode="swap"), r"task.corrupt_mode"),
+        (dict(train_size=401, test_size=100), r"^train_size: expected <= N - test_size = 400, got 401"),
+        (dict(test_size=501), r"^test_size: expected <= N = 500, got 501"),
+        (dict(test_size=0), r"^test_size: expected >= 1"),
+        (dict(train_size=-1), r"^train_size: expected a non-negative integer"),
+        (dict(train_size=10, corrupt_fraction=1.5), r"^corrupt_fraction"),
+        (dict(train_size=10, binarize="median"), r"^binarize: expected 'threshold:T'"),
+        (dict(train_size=10, binarize="pair:3,3"), r"^binarize"),
+        (dict(train_size=10, scale="minmax"), r"^scale"),
+        (dict(train_size=10, pixel_max=100.0), r"^pixel_max: .* largest pixel 255"),
+        (dict(train_size=10, corrupt_mode="swap"), r"^corrupt_mode"),
     ],
 )
 def test_argument_validation(data, kw, match):
@@ -155,13 +155,13 @@ def test_make_image_task_digits():
     tr = t.meta["source_train_index"]
     np.testing.assert_allclose(t.x_train[..., 0], ref.images[tr] / 16.0, rtol=1e-6)  # pixels 0..16
     np.testing.assert_array_equal(t.y_train, ref.target[tr] % 2)
-    with pytest.raises(ValueError, match=r"task.train_size: expected <= N - test_size = 1697"):
+    with pytest.raises(ValueError, match=r"^train_size: expected <= N - test_size = 1697"):
         make_image_task("digits")  # paper sizes (10000 + 100) do not fit 1797 digits
     same = make_image_task("digits", split="test", train_size=1000, test_size=100, seed=0, binarize="parity")
     np.testing.assert_array_equal(same.y_train, t.y_train)  # one split: "test" is the whole set too
-    with pytest.raises(ValueError, match="task.test_split: digits has a single split"):
+    with pytest.raises(ValueError, match="^test_split: digits has a single split"):
         make_image_task("digits", test_split="test")
-    with pytest.raises(ValueError, match="task.dataset"):
+    with pytest.raises(ValueError, match="^dataset: expected one of"):
         make_image_task("svhn")
 
 

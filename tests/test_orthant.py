@@ -327,23 +327,24 @@ def test_pac_bayes_bound_inverts_the_inequality():
         pac_bayes_bound(-1.0, 1)
 
 
-def test_argument_validation():
-    K = equicorrelated(3, 0.2)
-    with pytest.raises(ValueError, match="signs"):
-        log_orthant_probability(K, [1, 0, -1])
-    with pytest.raises(ValueError, match="signs"):
-        log_orthant_probability(K, [1, 1])
-    with pytest.raises(ValueError, match="method"):
-        log_orthant_probability(K, [1, 1, 1], "genz")
-    with pytest.raises(ValueError, match="unknown option"):
-        log_orthant_probability(K, [1, 1, 1], "ep", n_samples=10)
-    with pytest.raises(ValueError, match="symmetric"):
-        log_orthant_probability(np.triu(K), [1, 1, 1])
-    with pytest.raises(ValueError, match="mean"):
-        log_orthant_probability(K, [1, 1, 1], mean=[0.0, 1.0])
-    big = equicorrelated(EXACT_MAX_DIM + 1, 0.1)
-    with pytest.raises(ValueError, match="exact"):
-        log_orthant_probability(big, np.ones(EXACT_MAX_DIM + 1), "exact")
+_K3 = equicorrelated(3, 0.2)
+_BIG = EXACT_MAX_DIM + 1
+BAD_ARGS = [  # (id, K, signs, method, options, message)
+    ("sign 0", _K3, [1, 0, -1], "ep", {}, "signs"),
+    ("signs too short", _K3, [1, 1], "ep", {}, "signs"),
+    ("unknown method", _K3, [1, 1, 1], "genz", {}, "method"),
+    ("option of another method", _K3, [1, 1, 1], "ep", {"n_samples": 10}, "unknown option"),
+    ("K not symmetric", np.triu(_K3), [1, 1, 1], "ep", {}, "symmetric"),
+    ("mean too short", _K3, [1, 1, 1], "ep", {"mean": [0.0, 1.0]}, "mean"),
+    ("exact beyond its dimensions", equicorrelated(_BIG, 0.1), np.ones(_BIG), "exact", {}, "exact"),
+]
+
+
+@pytest.mark.parametrize("K, signs, method, options, match", [c[1:] for c in BAD_ARGS],
+                         ids=[c[0] for c in BAD_ARGS])
+def test_argument_validation(K, signs, method, options, match):
+    with pytest.raises(ValueError, match=match):
+        log_orthant_probability(K, signs, method, **options)
 
 
 # ----------------------------------------------------------------------------- exact: QMC check

@@ -1,4 +1,5 @@
 """Image datasets as ``(images uint8 (N, H, W[, C]), labels int64 (N,))``, validated on read."""
+from . import _loaders
 from ._idx import DatasetFormatError, read_idx, write_idx
 from ._loaders import (
     FASHION_MNIST_DIR,
@@ -9,14 +10,4 @@ from ._loaders import (
     load_mnist,
 )
 
-__all__ = [
-    "DatasetFormatError",
-    "FASHION_MNIST_DIR",
-    "MNIST_MD5",
-    "load_cifar10",
-    "load_digits",
-    "load_fashion_mnist",
-    "load_mnist",
-    "read_idx",
-    "write_idx",
-]
+__all__ = ["DatasetFormatError", "read_idx", "write_idx", *_loaders.__all__]

@@ -202,14 +202,7 @@ class GPProblem:
         return log_orthant_probability(self.K[: self.n_S, : self.n_S], self.y_S, method,
                                        **self._opts(method, tilting_samples, rng))
 
-    def score(self, bits_E, *, method: str = "ep", mode: str = "joint",
-              tilting_samples: int = 10_000, seed: int = 0, show: bool = False,
-              batch: bool = True) -> Scores:
-        """log10 P_B(f|S) for each row of ``bits_E`` (see the module docstring for the modes).
-
-        With ``method = "ep"`` and ``batch`` the functions are scored together
-        (``gp.ep_log_orthant_many``: the same sequential EP, one covariance, many sign
-        patterns); ``batch=False`` scores them one by one (the reference path)."""
+    def _check_score_args(self, method: str, mode: str):
         if method not in ("ep", "exact", "minimax-tilting"):
             raise ValueError(f"samplers.gp.method: expected 'ep', 'exact' or 'minimax-tilting', got {method!r}")
         if mode not in ("joint", "conditional"):
@@ -220,47 +213,51 @@ class GPProblem:
                 f"samplers.gp.method: 'exact' handles at most {EXACT_MAX_DIM} dimensions; the "
                 f"{mode} mode here needs {dim} (distinct inputs of "
                 f"{'S and E' if mode == 'joint' else 'E'}): use 'ep' or 'minimax-tilting'")
+
+    def _p_S_stage(self, method, mode, tilting_samples, seed, tally, info):
+        """ln P(S) by ``method`` where it applies (EP beyond exact's 20 dimensions), and in the
+        conditional mode E's EP predictive given S.
+        -> (ps_method, log_ps, ps_err, ps_conv, mean_E, cov_E)"""
+        ps_method = method if not (method == "exact" and self.n_S > EXACT_MAX_DIM) else "ep"
+        if mode == "joint":
+            ps = tally.record(self.log_p_S(ps_method, tilting_samples=tilting_samples, seed=seed))
+            return ps_method, ps.log_p, ps.rel_stderr, ps.converged is not False, None, None
+        st = ep_posterior(self.K[: self.n_S, : self.n_S], self.y_S)
+        tally.calls += 1
+        tally.jitter.append(st.jitter)
+        tally.bad += int(not st.converged)
+        info.update(ep_posterior_converged=bool(st.converged), ep_posterior_n_iter=int(st.n_iter))
+        ps = tally.record(self.log_p_S(ps_method, tilting_samples=tilting_samples, seed=seed)) \
+            if ps_method != "ep" else None
+        ps_conv = bool(st.converged) and (ps is None or ps.converged is not False)
+        log_ps = ps.log_p if ps is not None else float(st.log_Z)
+        ps_err = ps.rel_stderr if ps is not None else None
+        mean_E = cov_E = None
+        if self.n_E:
+            S, E = slice(0, self.n_S), slice(self.n_S, None)
+            mean_E, cov_E = ep_predictive(self.K[S, S], self.K[S, E], self.K[E, E], st)
+        return ps_method, log_ps, ps_err, ps_conv, mean_E, cov_E
+
+    def score(self, bits_E, *, method: str = "ep", mode: str = "joint",
+              tilting_samples: int = 10_000, seed: int = 0, show: bool = False,
+              batch: bool = True) -> Scores:
+        """log10 P_B(f|S) for each row of ``bits_E`` (see the module docstring for the modes).
+
+        With ``method = "ep"`` and ``batch`` the functions are scored together
+        (``gp.ep_log_orthant_many``: the same sequential EP, one covariance, many sign
+        patterns); ``batch=False`` scores them one by one (the reference path)."""
+        self._check_score_args(method, mode)
         signs, consistent = self.signs_E(bits_E)
         n_f = len(signs)
         out_lp = np.full(n_f, np.nan)
         out_err = np.full(n_f, np.nan)
-        jit, bad, calls = [], [0], [0]
-        info: dict = {}
-        conv = np.ones(n_f, bool)
-
-        def record(r, i=None):
-            calls[0] += 1
-            jit.append(r.jitter)
-            if r.converged is False:
-                bad[0] += 1
-                if i is not None:
-                    conv[i] = False
-            return r
-
+        tally, info = _Tally(n_f), {}
         with warnings.catch_warnings():
             # EP's non-convergence warning would repeat per function: counted instead
             warnings.filterwarnings("ignore", message="EP did not converge", category=RuntimeWarning)
-            # ln P(S): the chosen method where it applies, EP otherwise (exact beyond 20 dims)
-            ps_method = method if not (method == "exact" and self.n_S > EXACT_MAX_DIM) else "ep"
-            if mode == "conditional":
-                st = ep_posterior(self.K[: self.n_S, : self.n_S], self.y_S)
-                calls[0] += 1
-                jit.append(st.jitter)
-                bad[0] += int(not st.converged)
-                info.update(ep_posterior_converged=bool(st.converged),
-                            ep_posterior_n_iter=int(st.n_iter))
-                ps = record(self.log_p_S(ps_method, tilting_samples=tilting_samples, seed=seed)) \
-                    if ps_method != "ep" else None
-                ps_conv = bool(st.converged) and (ps is None or ps.converged is not False)
-                log_ps = ps.log_p if ps is not None else float(st.log_Z)
-                ps_err = ps.rel_stderr if ps is not None else None
-                if self.n_E:
-                    S, E = slice(0, self.n_S), slice(self.n_S, None)
-                    mean_E, cov_E = ep_predictive(self.K[S, S], self.K[S, E], self.K[E, E], st)
-            else:
-                ps = record(self.log_p_S(ps_method, tilting_samples=tilting_samples, seed=seed))
-                log_ps, ps_err = ps.log_p, ps.rel_stderr
-                ps_conv = ps.converged is not False
+            ps_method, log_ps, ps_err, ps_conv, mean_E, cov_E = self._p_S_stage(
+                method, mode, tilting_samples, seed, tally, info)
+            if mode == "joint":
                 joint_signs = np.concatenate(
                     [np.broadcast_to(self.y_S, (n_f, self.n_S)), signs], axis=1)
             rows = np.flatnonzero(consistent)
@@ -271,10 +268,10 @@ class GPProblem:
                 else:
                     res = ep_log_orthant_many(cov_E, signs[rows], mean=mean_E)
                     out_lp[rows] = res.log_p / _LN10
-                calls[0] += len(rows)
-                jit.extend(res.row_jitter.tolist())
-                bad[0] += int((~res.converged).sum())
-                conv[rows[~res.converged]] = False
+                tally.calls += len(rows)
+                tally.jitter.extend(res.row_jitter.tolist())
+                tally.bad += int((~res.converged).sum())
+                tally.conv[rows[~res.converged]] = False
                 rows = rows[:0]
             bar = tqdm(total=len(rows), desc=f"gp ({method}, {mode})", unit="fn", disable=not show,
                        dynamic_ncols=True)
@@ -285,12 +282,13 @@ class GPProblem:
                     if self.n_E == 0:
                         out_lp[i], out_err[i] = 0.0, 0.0
                     elif mode == "joint":
-                        r = record(log_orthant_probability(self.K, joint_signs[i], method, **opts), i)
+                        r = tally.record(log_orthant_probability(self.K, joint_signs[i], method,
+                                                                 **opts), i)
                         out_lp[i] = (r.log_p - log_ps) / _LN10
                         out_err[i] = _ratio_err(r.rel_stderr, ps_err)
                     else:
-                        r = record(log_orthant_probability(cov_E, signs[i], method, mean=mean_E,
-                                                           **opts), i)
+                        r = tally.record(log_orthant_probability(cov_E, signs[i], method,
+                                                                 mean=mean_E, **opts), i)
                         out_lp[i] = r.log_p / _LN10
                         out_err[i] = np.nan if r.rel_stderr is None else r.rel_stderr / _LN10
                     bar.update(1)
@@ -298,9 +296,28 @@ class GPProblem:
                 bar.close()
         return Scores(log10_p=out_lp, log10_p_err=out_err, consistent=consistent,
                       log_P_S=float(log_ps), log_P_S_method=ps_method,
-                      log_P_S_rel_stderr=ps_err, jitter_max=float(max(jit, default=0.0)),
-                      n_not_converged=bad[0], n_calls=calls[0], info=info, converged=conv,
-                      log_P_S_converged=ps_conv)
+                      log_P_S_rel_stderr=ps_err, jitter_max=float(max(tally.jitter, default=0.0)),
+                      n_not_converged=tally.bad, n_calls=tally.calls, info=info,
+                      converged=tally.conv, log_P_S_converged=ps_conv)
+
+
+class _Tally:
+    """Calls, jitters and non-converged results over one scoring (``conv`` per function)."""
+
+    def __init__(self, n_f: int):
+        self.jitter: list = []
+        self.bad = 0
+        self.calls = 0
+        self.conv = np.ones(n_f, bool)
+
+    def record(self, r, i=None):
+        self.calls += 1
+        self.jitter.append(r.jitter)
+        if r.converged is False:
+            self.bad += 1
+            if i is not None:
+                self.conv[i] = False
+        return r
 
 
 def _ratio_err(rel_num, rel_den) -> float:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import jax
@@ -169,10 +169,8 @@ class SGDSettings:
 
     @classmethod
     def from_config(cls, c) -> "SGDSettings":
-        return cls(n_runs=c.n_runs, optimizer=c.optimizer, lr=c.lr, momentum=c.momentum,
-                   batch_size=c.batch_size, loss=c.loss, max_epochs=c.max_epochs,
-                   epochs_after_fit=c.epochs_after_fit, slots=c.slots,
-                   sgld_temperature=c.sgld_temperature)
+        """The training fields of a (validated) ``SGDConfig``; the rest keep their defaults."""
+        return cls(**{f.name: getattr(c, f.name) for f in fields(cls) if hasattr(c, f.name)})
 
 
 @dataclass

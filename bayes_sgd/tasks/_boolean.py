@@ -27,7 +27,7 @@ def boolean_inputs(n: int, encoding: str = "binary") -> np.ndarray:
     """(2^n, n) float32 matrix, row i = binary of i, big-endian: bits b ('binary') or 2b - 1
     ('pm1')."""
     if encoding not in ENCODINGS:
-        raise ValueError(f"task.encoding: expected one of {list(ENCODINGS)}, got {encoding!r}")
+        raise ValueError(f"encoding: expected one of {list(ENCODINGS)}, got {encoding!r}")
     i = np.arange(2**n)[:, None]
     bits = ((i >> np.arange(n - 1, -1, -1)) & 1).astype(np.float32)
     return bits if encoding == "binary" else 2.0 * bits - 1.0
@@ -64,7 +64,7 @@ def parse_target(target: str, n: int) -> np.ndarray:
         except ValueError:
             seed = -1
         if seed < 0:
-            raise ValueError(f"task.target: expected 'random:SEED' with an integer seed >= 0, "
+            raise ValueError(f"target: expected 'random:SEED' with an integer seed >= 0, "
                              f"got {target!r}")
         return np.random.default_rng(seed).integers(0, 2, 2**n).astype(np.uint8)
     presets = _preset_tables(n)
@@ -73,11 +73,11 @@ def parse_target(target: str, n: int) -> np.ndarray:
     if set(target) <= {"0", "1"} and target:
         if len(target) != 2**n:
             raise ValueError(
-                f"task.target: expected a truth table of 2^{n} = {2**n} '0'/'1' characters, "
+                f"target: expected a truth table of 2^{n} = {2**n} '0'/'1' characters, "
                 f"got {len(target)}")
         return (np.frombuffer(target.encode(), np.uint8) - ord("0")).astype(np.uint8)
     raise ValueError(
-        f"task.target: expected a string of 2^{n} = {2**n} '0'/'1' characters, "
+        f"target: expected a string of 2^{n} = {2**n} '0'/'1' characters, "
         f"'random:SEED' or one of {list(presets)}, got {target!r}")
 
 
@@ -90,25 +90,25 @@ def train_mask(n: int, *, train_size: int | None = None, seed: int = 0,
     N = 2**n
     if mask:
         if len(mask) != N or set(mask) - {"0", "1"}:
-            raise ValueError(f"task.train_mask: expected {N} '0'/'1' characters, got {mask!r:.40}")
+            raise ValueError(f"mask: expected {N} '0'/'1' characters, got {mask!r:.40}")
         out = np.frombuffer(mask.encode(), np.uint8) == ord("1")
         if drop_zero_input and out[0]:
-            raise ValueError("task.train_mask: expected '0' at position 0 (the all-zero input "
-                             "is dropped, task.drop_zero_input = true), got '1'")
+            raise ValueError("mask: expected '0' at position 0 (the all-zero input "
+                             "is dropped, drop_zero_input), got '1'")
     elif not drop_zero_input:
         if train_size is None or not 1 <= train_size < N:
-            raise ValueError(f"task.train_size: expected an integer in [1, {N - 1}], got {train_size}")
+            raise ValueError(f"train_size: expected an integer in [1, {N - 1}], got {train_size}")
         out = np.zeros(N, bool)
         out[np.random.default_rng(seed).choice(N, train_size, replace=False)] = True
     else:
         if train_size is None or not 1 <= train_size < N - 1:
-            raise ValueError(f"task.train_size: expected an integer in [1, {N - 2}] (input 0 is "
-                             f"dropped, task.drop_zero_input = true), got {train_size}")
+            raise ValueError(f"train_size: expected an integer in [1, {N - 2}] (input 0 is "
+                             f"dropped, drop_zero_input), got {train_size}")
         out = np.zeros(N, bool)
         out[1 + np.random.default_rng(seed).choice(N - 1, train_size, replace=False)] = True
     kept = out[1:] if drop_zero_input else out
     if out.all() or not out.any() or kept.all():
-        raise ValueError("task.train_mask: S and E must both be non-empty")
+        raise ValueError("mask: S and E must both be non-empty")
     return out
 
 
@@ -122,7 +122,7 @@ def boolean_task(n: int, target: str | np.ndarray, *, train_size: int | None = N
     truth-table positions are ``table_index[train_index]``)."""
     table = parse_target(target, n) if isinstance(target, str) else np.asarray(target, np.uint8)
     if table.shape != (2**n,):
-        raise ValueError(f"task.target: expected {2**n} entries, got {table.shape}")
+        raise ValueError(f"target: expected {2**n} entries, got {table.shape}")
     in_s = train_mask(n, train_size=train_size, seed=seed, mask=mask,
                       drop_zero_input=drop_zero_input)
     x = boolean_inputs(n, encoding)

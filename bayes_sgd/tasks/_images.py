@@ -25,7 +25,7 @@ def _parse_binarize(spec):
     if callable(spec):
         return None, lambda y: np.array(spec(y), dtype=np.uint8)  # a copy: corruption edits it
     if not isinstance(spec, str):
-        raise ValueError(f"task.binarize: expected a string or a callable, got {type(spec).__name__}")
+        raise ValueError(f"binarize: expected a string or a callable, got {type(spec).__name__}")
     kind, _, arg = spec.partition(":")
     try:
         if kind == "threshold" and arg:
@@ -43,7 +43,7 @@ def _parse_binarize(spec):
     except ValueError:
         pass
     raise ValueError(
-        "task.binarize: expected 'threshold:T' (label >= T -> 1), 'parity' (odd -> 1), "
+        "binarize: expected 'threshold:T' (label >= T -> 1), 'parity' (odd -> 1), "
         f"'pair:A,B' (only classes A, B; B -> 1), 'binary' or a callable, got {spec!r}"
     )
 
@@ -52,16 +52,118 @@ def _check_images(images, labels, what: str):
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim not in (3, 4):
-        raise ValueError(f"task.{what}: expected images of shape (N, H, W) or (N, H, W, C), got {images.shape}")
+        raise ValueError(f"{what}: expected images of shape (N, H, W) or (N, H, W, C), got {images.shape}")
     if labels.ndim != 1 or len(labels) != len(images):
-        raise ValueError(f"task.{what}: expected {len(images)} labels in a 1-d array, got shape {labels.shape}")
+        raise ValueError(f"{what}: expected {len(images)} labels in a 1-d array, got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"task.{what}: expected integer class labels, got dtype {labels.dtype}")
+        raise ValueError(f"{what}: expected integer class labels, got dtype {labels.dtype}")
     return images, labels
+
+
+def _check_test_split(images, test_images, test_labels):
+    if test_images is None or test_labels is None:
+        raise ValueError("test_images: test_images and test_labels go together")
+    test_images, test_labels = _check_images(test_images, test_labels, "test_images")
+    if test_images.shape[1:] != images.shape[1:]:
+        raise ValueError(
+            f"test_images: expected images of shape {images.shape[1:]}, got {test_images.shape[1:]}"
+        )
+    return test_images, test_labels
 
 
 def _pool(labels, keep) -> np.ndarray:
     return np.arange(len(labels)) if keep is None else np.flatnonzero(keep(labels))
+
+
+def _check_args(train_size, test_size, seed, corrupt_fraction, corrupt_mode, scale):
+    for field, v in (("train_size", train_size), ("test_size", test_size), ("seed", seed)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{field}: expected a non-negative integer, got {v!r}")
+    if test_size < 1:
+        raise ValueError(f"test_size: expected >= 1, got {test_size}")
+    if not 0.0 <= corrupt_fraction <= 1.0:
+        raise ValueError(f"corrupt_fraction: expected a value in [0, 1], got {corrupt_fraction!r}")
+    if corrupt_mode not in _CORRUPT_MODES:
+        raise ValueError(f"corrupt_mode: expected one of {_CORRUPT_MODES}, got {corrupt_mode!r}")
+    if scale not in _SCALES:
+        raise ValueError(f"scale: expected one of {_SCALES}, got {scale!r}")
+
+
+def _check_sizes(n: int, n_test_pool: int | None, train_size: int, test_size: int):
+    """``n_test_pool`` is the separate test split's pool size, or None when E comes from S's pool."""
+    if n_test_pool is not None:
+        if test_size > n_test_pool:
+            raise ValueError(f"test_size: expected <= N_test = {n_test_pool}, got {test_size}")
+        if train_size > n:
+            raise ValueError(f"train_size: expected <= N = {n}, got {train_size}")
+    else:
+        if test_size > n:
+            raise ValueError(f"test_size: expected <= N = {n}, got {test_size}")
+        if train_size > n - test_size:
+            raise ValueError(
+                f"train_size: expected <= N - test_size = {n - test_size}, got {train_size}"
+            )
+
+
+def _split(rng, train_pool, test_pool, train_size: int, test_size: int):
+    """-> (rows forming S, rows forming E); E from ``test_pool`` when given, else from S's pool."""
+    n = len(train_pool)
+    if test_pool is not None:
+        train_idx = train_pool[rng.choice(n, train_size, replace=False)]
+        test_idx = test_pool[rng.choice(len(test_pool), test_size, replace=False)]
+        return train_idx, test_idx
+    chosen = train_pool[rng.choice(n, train_size + test_size, replace=False)]
+    return chosen[:train_size], chosen[train_size:]
+
+
+def _corrupt(y_train, corrupt_fraction: float, corrupt_mode: str, crng) -> np.ndarray:
+    """Corrupt ``y_train`` in place; -> the sorted positions chosen for corruption."""
+    train_size = len(y_train)
+    n_corrupt = math.floor(corrupt_fraction * train_size + 0.5)
+    corrupted = np.sort(crng.choice(train_size, n_corrupt, replace=False))
+    if corrupt_mode == "flip":
+        y_train[corrupted] ^= 1
+    else:
+        y_train[corrupted] = crng.integers(0, 2, n_corrupt, dtype=np.uint8)
+    return corrupted
+
+
+def _pixel_max(pixel_max, images, test_images) -> float:
+    if pixel_max is None:
+        if images.dtype == np.uint8:
+            pixel_max = 255.0
+        elif np.issubdtype(images.dtype, np.floating):
+            pixel_max = 1.0
+        else:
+            raise ValueError(f"pixel_max: required for images of dtype {images.dtype}")
+    top = max(float(images.max(initial=0)),
+              float(test_images.max(initial=0)) if test_images is not None else 0.0)
+    if not pixel_max > 0 or top > pixel_max:
+        raise ValueError(f"pixel_max: expected > 0 and >= the largest pixel {top:g}, got {pixel_max!r}")
+    return pixel_max
+
+
+def _inputs(x_train_src, x_test_src, pixel_max: float, scale: str, flatten: bool, meta: dict):
+    """Scaled float32 inputs for S and E (standardisation statistics from S go into ``meta``)."""
+    def prep(x):
+        x = x.astype(np.float32) / np.float32(pixel_max)
+        return x[..., None] if x.ndim == 3 else x
+
+    x_train, x_test = prep(x_train_src), prep(x_test_src)
+    if scale == "standardize":
+        if len(x_train) < 1:
+            raise ValueError("scale: 'standardize' needs train_size >= 1 (statistics come from S)")
+        mean = x_train.mean(axis=(0, 1, 2), dtype=np.float64)
+        std = x_train.std(axis=(0, 1, 2), dtype=np.float64)
+        if (std == 0).any():
+            raise ValueError("scale: a channel of S is constant; cannot standardize")
+        x_train = ((x_train - mean) / std).astype(np.float32)
+        x_test = ((x_test - mean) / std).astype(np.float32)
+        meta.update(channel_mean=mean, channel_std=std)
+    if flatten:
+        x_train = x_train.reshape(len(x_train), -1)
+        x_test = x_test.reshape(len(x_test), -1)
+    return np.ascontiguousarray(x_train), np.ascontiguousarray(x_test)
 
 
 def image_task(
@@ -95,100 +197,32 @@ def image_task(
     images, labels = _check_images(images, labels, "images")
     separate = test_images is not None or test_labels is not None
     if separate:
-        if test_images is None or test_labels is None:
-            raise ValueError("task.test_images: test_images and test_labels go together")
-        test_images, test_labels = _check_images(test_images, test_labels, "test_images")
-        if test_images.shape[1:] != images.shape[1:]:
-            raise ValueError(
-                f"task.test_images: expected images of shape {images.shape[1:]}, got {test_images.shape[1:]}"
-            )
+        test_images, test_labels = _check_test_split(images, test_images, test_labels)
     keep, to_bits = _parse_binarize(binarize)
-    for field, v in (("train_size", train_size), ("test_size", test_size), ("seed", seed)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
-            raise ValueError(f"task.{field}: expected a non-negative integer, got {v!r}")
-    if test_size < 1:
-        raise ValueError(f"task.test_size: expected >= 1, got {test_size}")
-    if not 0.0 <= corrupt_fraction <= 1.0:
-        raise ValueError(f"task.corrupt_fraction: expected a value in [0, 1], got {corrupt_fraction!r}")
-    if corrupt_mode not in _CORRUPT_MODES:
-        raise ValueError(f"task.corrupt_mode: expected one of {_CORRUPT_MODES}, got {corrupt_mode!r}")
-    if scale not in _SCALES:
-        raise ValueError(f"task.scale: expected one of {_SCALES}, got {scale!r}")
-
+    _check_args(train_size, test_size, seed, corrupt_fraction, corrupt_mode, scale)
     train_pool = _pool(labels, keep)
     test_pool = _pool(test_labels, keep) if separate else None
-    n = len(train_pool)
-    if separate:
-        if test_size > len(test_pool):
-            raise ValueError(f"task.test_size: expected <= N_test = {len(test_pool)}, got {test_size}")
-        if train_size > n:
-            raise ValueError(f"task.train_size: expected <= N = {n}, got {train_size}")
-    else:
-        if test_size > n:
-            raise ValueError(f"task.test_size: expected <= N = {n}, got {test_size}")
-        if train_size > n - test_size:
-            raise ValueError(
-                f"task.train_size: expected <= N - test_size = {n - test_size}, got {train_size}"
-            )
+    _check_sizes(len(train_pool), len(test_pool) if separate else None, train_size, test_size)
 
     # Independent streams: the split is the same whatever the corruption settings.
     split_seq, corrupt_seq = np.random.SeedSequence(int(seed)).spawn(2)
-    rng = np.random.default_rng(split_seq)
-    if separate:
-        train_idx = train_pool[rng.choice(n, train_size, replace=False)]
-        test_idx = test_pool[rng.choice(len(test_pool), test_size, replace=False)]
-        x_test_src, y_test_src = test_images[test_idx], test_labels[test_idx]
-    else:
-        chosen = train_pool[rng.choice(n, train_size + test_size, replace=False)]
-        train_idx, test_idx = chosen[:train_size], chosen[train_size:]
-        x_test_src, y_test_src = images[test_idx], labels[test_idx]
+    train_idx, test_idx = _split(np.random.default_rng(split_seq), train_pool, test_pool,
+                                 train_size, test_size)
     x_train_src, y_train_src = images[train_idx], labels[train_idx]
+    x_test_src, y_test_src = (test_images[test_idx], test_labels[test_idx]) if separate else (
+        images[test_idx], labels[test_idx])
 
     y_train = to_bits(y_train_src)
     y_test = to_bits(y_test_src)
-    n_corrupt = math.floor(corrupt_fraction * train_size + 0.5)
-    crng = np.random.default_rng(corrupt_seq)
-    corrupted = np.sort(crng.choice(train_size, n_corrupt, replace=False))
-    if corrupt_mode == "flip":
-        y_train[corrupted] ^= 1
-    else:
-        y_train[corrupted] = crng.integers(0, 2, n_corrupt, dtype=np.uint8)
-
-    if pixel_max is None:
-        if images.dtype == np.uint8:
-            pixel_max = 255.0
-        elif np.issubdtype(images.dtype, np.floating):
-            pixel_max = 1.0
-        else:
-            raise ValueError(f"task.pixel_max: required for images of dtype {images.dtype}")
-    top = max(float(images.max(initial=0)), float(test_images.max(initial=0)) if separate else 0.0)
-    if not pixel_max > 0 or top > pixel_max:
-        raise ValueError(f"task.pixel_max: expected > 0 and >= the largest pixel {top:g}, got {pixel_max!r}")
-
-    def prep(x):
-        x = x.astype(np.float32) / np.float32(pixel_max)
-        return x[..., None] if x.ndim == 3 else x
-
-    x_train, x_test = prep(x_train_src), prep(x_test_src)
+    corrupted = _corrupt(y_train, corrupt_fraction, corrupt_mode, np.random.default_rng(corrupt_seq))
+    pixel_max = _pixel_max(pixel_max, images, test_images if separate else None)
     meta = {}
-    if scale == "standardize":
-        if train_size < 1:
-            raise ValueError("task.scale: 'standardize' needs train_size >= 1 (statistics come from S)")
-        mean = x_train.mean(axis=(0, 1, 2), dtype=np.float64)
-        std = x_train.std(axis=(0, 1, 2), dtype=np.float64)
-        if (std == 0).any():
-            raise ValueError("task.scale: a channel of S is constant; cannot standardize")
-        x_train = ((x_train - mean) / std).astype(np.float32)
-        x_test = ((x_test - mean) / std).astype(np.float32)
-        meta.update(channel_mean=mean, channel_std=std)
-    if flatten:
-        x_train = x_train.reshape(len(x_train), -1)
-        x_test = x_test.reshape(len(x_test), -1)
+    x_train, x_test = _inputs(x_train_src, x_test_src, pixel_max, scale, flatten, meta)
 
     if name is None:
         tag = binarize if isinstance(binarize, str) else getattr(binarize, "__name__", "custom")
         name = f"images-{tag}-m{train_size}-k{test_size}-seed{seed}"
-        if n_corrupt:
+        if len(corrupted):
             name += f"-corrupt{corrupt_fraction:g}"
     meta.update(
         binarize=binarize if isinstance(binarize, str) else repr(binarize),
@@ -204,14 +238,7 @@ def image_task(
         train_labels_orig=y_train_src.astype(np.int64),
         test_labels_orig=y_test_src.astype(np.int64),
     )
-    return Task(
-        name=name,
-        x_train=np.ascontiguousarray(x_train),
-        y_train=y_train,
-        x_test=np.ascontiguousarray(x_test),
-        y_test=y_test,
-        meta=meta,
-    )
+    return Task(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, meta=meta)
 
 
 _DATASETS = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion-mnist",
@@ -225,9 +252,9 @@ def _load(dataset: str, split: str | None, path, download: bool):
     if dataset == "digits":
         # one split only: "train"/"test" are accepted (generic configs pass one) and mean all 1797
         if split not in (None, "all", "train", "test"):
-            raise ValueError(f"task.split: expected 'all', 'train' or 'test', got {split!r}")
+            raise ValueError(f"split: expected 'all', 'train' or 'test', got {split!r}")
         if path is not None:
-            raise ValueError("task.data_path: digits ship with scikit-learn and take no path; expected ''")
+            raise ValueError("path: digits ship with scikit-learn and take no path")
         return load_digits()
     split = split or "train"
     if dataset == "mnist":
@@ -235,8 +262,8 @@ def _load(dataset: str, split: str | None, path, download: bool):
     if dataset == "fashion-mnist":
         return load_fashion_mnist(split, path=path)
     if path is None:
-        raise ValueError("task.data_path: CIFAR-10 needs the directory of its python batches "
-                         "(data_batch_1 ... test_batch); expected a folder, got ''")
+        raise ValueError("path: CIFAR-10 needs the directory of its python batches "
+                         "(data_batch_1 ... test_batch); got none")
     return load_cifar10(split, path=path)
 
 
@@ -256,12 +283,12 @@ def make_image_task(
     ``path``/``download`` go to the loader, ``kwargs`` to :func:`image_task`.
     """
     if dataset not in _DATASETS:
-        raise ValueError(f"task.dataset: expected one of {sorted(set(_DATASETS.values()))}, got {dataset!r}")
+        raise ValueError(f"dataset: expected one of {sorted(set(_DATASETS.values()))}, got {dataset!r}")
     dataset = _DATASETS[dataset]
     if test_split is not None and dataset == "digits":
-        raise ValueError("task.test_split: digits has a single split")
+        raise ValueError("test_split: digits has a single split")
     if test_split is not None and test_split == (split or "train"):  # digits excluded above
-        raise ValueError(f"task.test_split: must differ from split ({test_split!r}) so S and E cannot overlap")
+        raise ValueError(f"test_split: must differ from split ({test_split!r}) so S and E cannot overlap")
     images, labels = _load(dataset, split, path, download)
     if test_split is not None:
         kwargs["test_images"], kwargs["test_labels"] = _load(dataset, test_split, path, download)
