@@ -125,3 +125,23 @@ def test_gp_problem_scores_batched_as_one_by_one(mode):
     assert np.isnan(new.log10_p_err).all() and np.isnan(old.log10_p_err).all()
     assert (new.log_P_S, new.n_calls, new.n_not_converged, new.jitter_max) == \
         (old.log_P_S, old.n_calls, old.n_not_converged, old.jitter_max)
+
+
+def test_zero_variance_coordinates_as_the_per_pattern_path():
+    """A zero-variance coordinate (the all-zero Boolean input with sigma_b = 0): the batched path
+    gives what ``log_orthant_probability`` gives, pattern by pattern: -inf where its sign is +1
+    (z = 0 is labelled 0), the orthant of the other coordinates otherwise."""
+    from bayes_sgd.gp import ep_log_orthant_many, log_orthant_probability
+
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(6, 6))
+    K = np.zeros((7, 7))
+    K[1:, 1:] = A @ A.T + 0.5 * np.eye(6)
+    signs = rng.choice([-1.0, 1.0], size=(12, 7))
+    signs[:3, 0] = 1.0
+    signs[3:6, 0] = -1.0
+    got = ep_log_orthant_many(K, signs)
+    want = np.array([log_orthant_probability(K, s, "ep").log_p for s in signs])
+    assert np.isneginf(got.log_p[:3]).all() and np.isneginf(want[:3]).all()
+    np.testing.assert_allclose(got.log_p[3:6], want[3:6], rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(np.isneginf(got.log_p), signs[:, 0] > 0)

@@ -250,6 +250,10 @@ def ep_log_orthant_many(K, signs, *, mean=None, tol: float = 1e-4, **kw) -> Orth
     from ._orthant import (_add_jitter, _check_K, _check_mean, _check_signs, _psd_cholesky,
                            log_orthant_probability)
 
+    Kz = np.asarray(K, dtype=np.float64)
+    if (Kz.ndim == 2 and Kz.shape[0] == Kz.shape[1] and Kz.shape[0] and np.all(np.isfinite(Kz))
+            and np.any(np.diag(Kz) == 0)):
+        return _many_with_zero_variance(Kz, signs, mean, tol, kw)
     K = _check_K(K)
     n = K.shape[0]
     S = np.asarray(signs)
@@ -278,3 +282,35 @@ def ep_log_orthant_many(K, signs, *, mean=None, tol: float = 1e-4, **kw) -> Orth
             log_p[i], n_iter[i], conv[i], row_jit[i] = r.log_p, r.n_iter, r.converged, r.jitter
     return OrthantBatch(log_p=log_p, n_iter=n_iter, converged=conv, row_jitter=row_jit,
                         n_rerun=int(len(rerun)))
+
+
+def _many_with_zero_variance(K, signs, mean, tol, kw) -> OrthantBatch:
+    """Rows with ``K_ii = 0`` as in ``log_orthant_probability`` (``_with_zero_variance``): such a
+    coordinate is constant, ``z_i = mean_i``, negative when 0 (labels are ``f(x) > 0``); a row
+    whose sign there disagrees has probability 0, the others are scored on the other
+    coordinates (e.g. the all-zero Boolean input with sigma_b = 0)."""
+    from ._orthant import _check_mean, _check_signs
+
+    n = K.shape[0]
+    S = np.asarray(signs)
+    if S.ndim != 2 or S.shape[1] != n:
+        raise ValueError(f"signs: expected shape (n_b, {n}), got {S.shape}")
+    S = _check_signs(S.ravel(), S.size).reshape(S.shape)
+    m = _check_mean(mean, n)
+    zero = np.diag(K) == 0
+    if np.any(K[zero] != 0):
+        raise ValueError("K: expected a positive semi-definite matrix; a row with zero variance "
+                         "has a non-zero covariance")
+    nb = len(S)
+    ok = np.all((S[:, zero] > 0) == (m[zero] > 0), axis=1)
+    log_p = np.where(ok, 0.0, -np.inf)
+    n_iter, conv, row_jit = np.zeros(nb, np.int64), np.ones(nb, bool), np.zeros(nb)
+    keep, rows = ~zero, np.flatnonzero(ok)
+    n_rerun = 0
+    if keep.any() and len(rows):
+        r = ep_log_orthant_many(K[np.ix_(keep, keep)], S[np.ix_(rows, keep)], mean=m[keep],
+                                tol=tol, **kw)
+        log_p[rows], n_iter[rows], conv[rows], row_jit[rows] = r.log_p, r.n_iter, r.converged, r.row_jitter
+        n_rerun = r.n_rerun
+    return OrthantBatch(log_p=log_p, n_iter=n_iter, converged=conv, row_jitter=row_jit,
+                        n_rerun=n_rerun)
