@@ -250,9 +250,10 @@ def ep_log_orthant_many(K, signs, *, mean=None, tol: float = 1e-4, **kw) -> Orth
     from ._orthant import (_add_jitter, _check_K, _check_mean, _check_signs, _psd_cholesky,
                            log_orthant_probability)
 
+    from ._orthant import _has_zero_variance
+
     Kz = np.asarray(K, dtype=np.float64)
-    if (Kz.ndim == 2 and Kz.shape[0] == Kz.shape[1] and Kz.shape[0] and np.all(np.isfinite(Kz))
-            and np.any(np.diag(Kz) == 0)):
+    if _has_zero_variance(Kz):
         return _many_with_zero_variance(Kz, signs, mean, tol, kw)
     K = _check_K(K)
     n = K.shape[0]
@@ -289,7 +290,7 @@ def _many_with_zero_variance(K, signs, mean, tol, kw) -> OrthantBatch:
     coordinate is constant, ``z_i = mean_i``, negative when 0 (labels are ``f(x) > 0``); a row
     whose sign there disagrees has probability 0, the others are scored on the other
     coordinates (e.g. the all-zero Boolean input with sigma_b = 0)."""
-    from ._orthant import _check_mean, _check_signs
+    from ._orthant import _check_mean, _check_signs, _zero_variance_split
 
     n = K.shape[0]
     S = np.asarray(signs)
@@ -297,12 +298,8 @@ def _many_with_zero_variance(K, signs, mean, tol, kw) -> OrthantBatch:
         raise ValueError(f"signs: expected shape (n_b, {n}), got {S.shape}")
     S = _check_signs(S.ravel(), S.size).reshape(S.shape)
     m = _check_mean(mean, n)
-    zero = np.diag(K) == 0
-    if np.any(K[zero] != 0):
-        raise ValueError("K: expected a positive semi-definite matrix; a row with zero variance "
-                         "has a non-zero covariance")
+    zero, ok = _zero_variance_split(K, S, m)
     nb = len(S)
-    ok = np.all((S[:, zero] > 0) == (m[zero] > 0), axis=1)
     log_p = np.where(ok, 0.0, -np.inf)
     n_iter, conv, row_jit = np.zeros(nb, np.int64), np.ones(nb, bool), np.zeros(nb)
     keep, rows = ~zero, np.flatnonzero(ok)

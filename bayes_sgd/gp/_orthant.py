@@ -232,8 +232,7 @@ def log_orthant_probability(K, signs, method: str = "ep", *, mean=None, **opts) 
     times mean(diag K), x10 each time), and the amount is reported in ``result.jitter``.
     """
     K = np.asarray(K, dtype=np.float64)
-    if (K.ndim == 2 and K.shape[0] == K.shape[1] and K.shape[0] and np.all(np.isfinite(K))
-            and np.any(np.diag(K) == 0)):
+    if _has_zero_variance(K):
         return _with_zero_variance(K, signs, method, mean, opts)
     K = _check_K(K)
     n = K.shape[0]
@@ -270,6 +269,23 @@ def log_orthant_probability(K, signs, method: str = "ep", *, mean=None, **opts) 
                          info=dict(log_upper_bound=r["log_upper_bound"]))
 
 
+def _has_zero_variance(K: np.ndarray) -> bool:
+    """A finite square K with some ``K_ii = 0`` (checked before ``_check_K``, which refuses it)."""
+    return bool(K.ndim == 2 and K.shape[0] == K.shape[1] and K.shape[0]
+                and np.all(np.isfinite(K)) and np.any(np.diag(K) == 0))
+
+
+def _zero_variance_split(K, S, m):
+    """(zero, ok): the coordinates with ``K_ii = 0`` (constant, ``z_i = m_i``, negative when 0:
+    labels are ``f(x) > 0``) and, per row of the sign patterns ``S``, whether its signs there
+    agree (else its probability is 0)."""
+    zero = np.diag(K) == 0
+    if np.any(K[zero] != 0):
+        raise ValueError("K: expected a positive semi-definite matrix; a row with zero variance "
+                         "has a non-zero covariance")
+    return zero, np.all((S[:, zero] > 0) == (m[zero] > 0), axis=1)
+
+
 def _with_zero_variance(K, signs, method, mean, opts) -> OrthantResult:
     """Coordinates with ``K_ii = 0`` are constant, ``z_i = mean_i``; their sign follows the
     package's threshold (a network's label is ``f(x) > 0``, so ``z_i = 0`` is negative).  The
@@ -280,12 +296,9 @@ def _with_zero_variance(K, signs, method, mean, opts) -> OrthantResult:
     m = _check_mean(mean, n)
     if method not in METHODS:
         raise ValueError(f"method: expected one of {list(METHODS)}, got {method!r}")
-    zero = np.diag(K) == 0
-    if np.any(K[zero] != 0):
-        raise ValueError("K: expected a positive semi-definite matrix; a row with zero variance "
-                         "has a non-zero covariance")
+    zero, ok = _zero_variance_split(K, s[None, :], m)
     info = dict(n_zero_variance=int(zero.sum()))
-    if np.any((m[zero] > 0) != (s[zero] > 0)):
+    if not ok[0]:
         return OrthantResult(log_p=-np.inf, method=method, rel_stderr=0.0, converged=True,
                              info=dict(info, how="a zero-variance coordinate has the other sign"))
     if zero.all():
