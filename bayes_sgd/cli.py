@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--scale", choices=("quick", "paper"), default="quick")
     rep.add_argument("--out", default="results", help="parent folder of the figure's runs")
     rep.add_argument("--quiet", action="store_true")
+    rep.add_argument("--only", metavar="RUN[,RUN...]",
+                     help="run only these of the figure's runs (the figure is drawn from every "
+                          "run folder that is complete)")
+    rep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field in every run, e.g. --set samplers.sgd.n_runs=500")
     return p
 
 
@@ -45,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "reproduce":
             from .reproduce import reproduce
-            return reproduce(args.figure, scale=args.scale, out=Path(args.out), quiet=args.quiet)
+            only = tuple(r for r in (args.only or "").split(",") if r)
+            return reproduce(args.figure, scale=args.scale, out=Path(args.out), quiet=args.quiet,
+                             overrides=args.overrides, only=only)
         cfg = load_config(args.config, args.overrides)
         from .experiment import checkpoint_seconds
         from .progress import progress_seconds

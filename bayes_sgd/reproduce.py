@@ -326,11 +326,14 @@ def _err(msg: str) -> int:
 
 
 def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
-              quiet: bool = False, overrides: list[str] | tuple[str, ...] = ()) -> int:
+              quiet: bool = False, overrides: list[str] | tuple[str, ...] = (),
+              only: tuple[str, ...] = ()) -> int:
     """Run a figure's configs and draw it; ``"list"`` prints the table.  Returns an exit code.
 
     ``overrides`` (``key=value`` strings) apply to every run after the scale's, e.g. to make a
-    tiny test run.
+    tiny test run.  ``only`` runs just those runs (e.g. one paper-scale target at a time); the
+    figure is then drawn from every run folder that is complete, and the report lists the
+    runs still missing.
     """
     if figure == "list":
         _print_list()
@@ -340,11 +343,18 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
     except ConfigError as e:
         return _err(str(e))
     spec = FIGURES[figure]
+    unknown = [r for r in only if r not in cfgs]
+    if unknown:
+        return _err(f"--only: expected run names of {figure} at {scale} scale ({', '.join(cfgs)}), "
+                    f"got {', '.join(unknown)}")
     folder = Path(out) / figure
     from .experiment import Interrupted, run_experiment
     from .results_folder import ResultsFolderError, is_complete, prepare_results_folder
     from .tasks import build_task
 
+    all_cfgs = cfgs
+    if only:
+        cfgs = {n: c for n, c in cfgs.items() if n in only}
     # Every task is built (datasets found and checked) before any run starts.
     for name, cfg in cfgs.items():
         try:
@@ -376,9 +386,20 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
             t = summary.get("timings_s", {})
             print(f"{figure}/{name}: done in {sum(t.values()):.0f} s", flush=True)
 
+    missing = []
+    if only:  # draw from every run of the figure that is complete, this one's or earlier ones
+        folders = {}
+        for name, cfg in all_cfgs.items():
+            if is_complete(folder / name, cfg):
+                folders[name] = folder / name
+            else:
+                missing.append(name)
+        if missing:
+            print(f"{figure}: runs not complete yet, left out of the figure: {', '.join(missing)}")
     png, metrics = _draw(figure, spec, folders, folder, scale)
     report = {"figure": figure, "scale": scale, "shows": spec.shows,
-              "runs": {n: str(p) for n, p in folders.items()}, "metrics": metrics}
+              "runs": {n: str(p) for n, p in folders.items()}, "missing_runs": missing,
+              "metrics": metrics}
     (folder / f"{figure}.json").write_text(json.dumps(report, indent=2, default=str))
     print(f"{figure}: {png}")
     for name, m in metrics.items():
