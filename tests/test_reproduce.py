@@ -274,3 +274,36 @@ def test_sensitivity_figure_end_to_end(tmp_path, monkeypatch):
     blo, bhi = report["base"]["measures"]["frac_within_1_decades"]["ci"]
     want = "nearer" if lo > bhi else "further" if hi < blo else "no clear change"
     assert report["lr0.1"]["verdict"] == want and md[3].endswith(f"| {want} |")
+
+
+def test_only_runs_the_named_runs_and_draws_the_complete_ones(tmp_path, capsys, monkeypatch):
+    """``--only`` runs just the named runs; the figure is drawn from every complete run folder
+    (earlier ones included) and the report lists the runs still missing.  ``--set`` reaches
+    every run's config.  Rejection-only runs and a recording ``_draw`` keep it fast."""
+    from bayes_sgd import reproduce as rp
+    from bayes_sgd.cli import main
+
+    drawn = []
+
+    def record(figure, spec, folders, folder, scale):
+        drawn.append(list(folders))
+        return folder / "x.png", {n: {} for n in folders}
+
+    monkeypatch.setattr(rp, "_draw", record)
+    names = list(figure_configs("targets_n7"))
+    assert main(["reproduce", "targets_n7", "--only", "nope", "--out", str(tmp_path)]) == 2
+    assert "--only" in capsys.readouterr().err and not (tmp_path / "targets_n7").exists()
+    args = ["reproduce", "targets_n7", "--quiet", "--out", str(tmp_path)]
+    for o in ("model.widths=[8]", "samplers.rejection.n_samples=20000", "samplers.sgd.enabled=false"):
+        args += ["--set", o]
+    assert main([*args, "--only", names[0]]) == 0
+    fig = tmp_path / "targets_n7"
+    assert sorted(p.name for p in fig.iterdir() if p.is_dir()) == [names[0]]
+    report = json.loads((fig / "targets_n7.json").read_text())
+    assert list(report["runs"]) == [names[0]] and report["missing_runs"] == names[1:]
+    summ = json.loads((fig / names[0] / "summary.json").read_text())
+    assert summ["rejection"]["n_samples"] == 20000 and "sgd" not in summ
+    assert main([*args, "--only", ",".join(names[1:3])]) == 0
+    report = json.loads((fig / "targets_n7.json").read_text())
+    assert drawn == [names[:1], names[:3]]
+    assert list(report["runs"]) == names[:3] and report["missing_runs"] == names[3:]
