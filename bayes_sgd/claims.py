@@ -7,7 +7,8 @@ to ``draw(kind, folders)`` for the figure kinds in ``KINDS``.
 - ``width``: P_SGD- and P_B-weighted test error, GP log10 P(S) and the PAC-Bayes bound, the
   concentration of P_SGD and P_B (entropy, top-function mass) and their agreement, against the
   hidden width, for several label-corruption fractions;
-- ``random_labels``: the same against the corruption fraction, with epochs to fit S;
+- ``random_labels``: the same against the corruption fraction (``task.corrupt_mode``: labels
+  redrawn, or flipped), with epochs to fit S;
 - ``flatness``: per trained network (retrained by run id, ``bayes_sgd.flatness``) the top Hessian
   eigenvalue and the Hutchinson trace of the training loss, against test error and log P_SGD,
   next to the function-space volume log P_B(f); plus the layer-rescaling check;
@@ -64,6 +65,10 @@ def run_metrics(folder: str | Path) -> dict:
     r = results.load(folder)
     df, s = r.functions, r.summary
     out: dict = {}
+    task = s.get("task", {})
+    if task.get("corrupt_fraction"):
+        out["corrupt_mode"] = task.get("corrupt_mode")
+        out["labels_changed"] = task.get("n_labels_changed")  # of S's, against the truth
     if "sgd" in s:
         sg = s["sgd"]
         out["sgd_fitted"] = f"{sg['n_fitted']}/{sg['n_runs']}"
@@ -156,6 +161,10 @@ def draw_random_labels(folders: dict[str, Path]):
     import matplotlib.pyplot as plt
 
     metrics = {n: run_metrics(f) for n, f in folders.items()}
+    modes = {m.get("corrupt_mode") for m in metrics.values()} - {None}
+    how = "corrupted"
+    if len(modes) == 1:
+        how = {"redraw": "redrawn uniformly", "flip": "flipped"}[modes.pop()]
     t = _curves(metrics, "c", None)
     t["x"] = t["x"] / 100
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -167,7 +176,7 @@ def draw_random_labels(folders: dict[str, Path]):
            ["P_SGD test error", "P_B (GP) test error", "PAC-Bayes bound"])
     axes[2].set_title("test error and bound")
     for ax in axes:
-        ax.set_xlabel("fraction of S's labels flipped")
+        ax.set_xlabel(f"fraction of S's labels {how}")
     fig.tight_layout()
     return fig, metrics
 

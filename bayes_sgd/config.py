@@ -82,8 +82,19 @@ class TaskConfig:
                             help="split E is drawn from ('' = the same split as S, disjoint)")
     binarize: str = _spec("threshold:5", help="threshold:T (label >= T -> 1) or parity")
     test_size: int = _spec(100, min=1, max=MAX_EXAMPLES)
-    corrupt_fraction: float = _spec(0.0, min=0.0, max=1.0)
     scale: str = _spec("unit", choices=("unit", "standardize"))
+    # Label corruption (Boolean and image tasks): round(corrupt_fraction * |S|) labels of S,
+    # chosen at random; E keeps the true labels.  "flip" inverts each chosen label (fraction 1
+    # = the complement labels, as simple as the target: label inversion, not random labels);
+    # "redraw" replaces each by a fair coin (fraction 1 = fully random labels, about half of
+    # them agreeing with the truth by chance).  The default stays "flip", what corrupt_fraction
+    # meant before the field existed, so that a results folder written then still matches its
+    # config; random-label experiments (reproduce random_labels_n7) set "redraw".
+    corrupt_fraction: float = _spec(0.0, min=0.0, max=1.0,
+                                    help="fraction of S's labels corrupted (see corrupt_mode)")
+    corrupt_mode: str = _spec("flip", choices=("flip", "redraw"),
+                              help="flip: chosen labels inverted (fraction 1 = label inversion); "
+                                   "redraw: chosen labels drawn uniformly (fraction 1 = random labels)")
 
 
 @dataclass

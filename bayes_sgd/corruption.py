@@ -1,4 +1,10 @@
-"""Label corruption of the n-bit Boolean tasks (random-label experiments, issue 15)."""
+"""A corrupted truth table for the n-bit Boolean tasks (issue 15's width sweep).
+
+This bakes *flipped* labels of S into a target string, which is how ``reproduce width_n7``
+specifies its "10 % / 30 % label corruption".  A config can instead corrupt any task with
+``task.corrupt_fraction`` and ``task.corrupt_mode`` ("flip" or "redraw", ``tasks._corruption``);
+random-label experiments need "redraw", since flipping every label of S is label inversion.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -141,8 +141,9 @@ SENSITIVITY_N7 = (
 
 @lru_cache(maxsize=None)
 def _corrupt(percent: int) -> str:
-    """The n = 7 figures' target (and4, |S| = 16, train_seed 0) with percent % of S's labels
-    flipped (``bayes_sgd.claims.corrupted_target``)."""
+    """The width sweep's target (and4, |S| = 16, train_seed 0) with percent % of S's labels
+    flipped (``bayes_sgd.claims.corrupted_target``): its "10 % / 30 % label corruption" is
+    flipping, as when it was measured (random_labels_n7 redraws instead)."""
     from .corruption import corrupted_target
 
     return corrupted_target("and4", n=7, train_size=16, train_seed=0, fraction=percent / 100)
@@ -231,10 +232,13 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            paper_only=tuple(f"w{w}_c{c}" for c in (0, 10, 30) for w in (8, 16, 40, 128, 256, 512, 2048)
                             if c == 10 or w not in (8, 40, 256))),
     # (the NNGP limit of the sweep is the GP itself: P_B here is the GP's at every width)
+    # Random labels: each corrupted label of S redrawn by a fair coin (task.corrupt_mode =
+    # "redraw", set in the figure's toml), so fraction 1 is fully random labels.  Flipping
+    # instead would make fraction 1 the complement of and4 on S, as simple as and4 itself.
     Figure("random_labels_n7", "claims 2", "fig_random_labels_n7.toml",
            "random labels: epochs to fit, log10 P(S) (GP, rejection), bound and test error vs "
-           "fraction of S's labels flipped",
-           tuple(Run(f"c{c}", (f"task.target={_corrupt(c)}",), f"{c} % flipped")
+           "fraction of S's labels redrawn uniformly",
+           tuple(Run(f"c{c}", (f"task.corrupt_fraction={c / 100:g}",), f"{c} % redrawn")
                  for c in (0, 25, 50, 75, 100)),
            kind="random_labels", paper_only=("c25", "c75"),
            paper=("samplers.sgd.n_runs=10_000", "samplers.rejection.n_samples=100_000_000",

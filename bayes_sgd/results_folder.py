@@ -61,7 +61,18 @@ def read_manifest(folder: Path) -> dict | None:
 
 
 def _same_config(manifest: dict, cfg) -> bool:
-    return manifest.get("config") == json.loads(json.dumps(cfg.to_dict()))
+    """Whether the manifest's config is ``cfg``'s, after filling fields added since it was
+    written with their defaults (so a partial run from before a new field resumes)."""
+    from .config import ConfigError, config_from_dict
+
+    new = json.loads(json.dumps(cfg.to_dict()))
+    if manifest.get("config") == new:
+        return True
+    try:
+        old = config_from_dict(manifest.get("config", {}))
+    except ConfigError:
+        return False
+    return json.loads(json.dumps(old.to_dict())) == new
 
 
 def why_incomplete(folder: Path) -> tuple[dict | None, str | None]:
@@ -96,18 +107,12 @@ def why_incomplete(folder: Path) -> tuple[dict | None, str | None]:
 def is_complete(folder: Path, cfg=None) -> bool:
     """Whether ``folder`` holds a complete run (of ``cfg``, when given: a folder written before
     a config field was added, with its default, still matches)."""
-    from .config import ConfigError, config_from_dict
-
     man, why = why_incomplete(folder)
     if why is not None:
         return False
     if cfg is None:
         return True
-    try:
-        old = config_from_dict(man.get("config", {}))
-    except ConfigError:
-        return False
-    return json.loads(json.dumps(old.to_dict())) == json.loads(json.dumps(cfg.to_dict()))
+    return _same_config(man, cfg)
 
 
 def prepare_results_folder(out: Path, cfg) -> None:

@@ -96,7 +96,7 @@ def test_random_corruption_redraws_labels(data):
     images, labels = data
     clean = image_task(images, labels, train_size=400, test_size=50, seed=2)
     bad = image_task(images, labels, train_size=400, test_size=50, seed=2, corrupt_fraction=0.5,
-                     corrupt_mode="random")
+                     corrupt_mode="redraw")
     idx = bad.meta["corrupted_index"]
     assert len(idx) == 200
     changed = np.flatnonzero(bad.y_train != clean.y_train)

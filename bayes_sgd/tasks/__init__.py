@@ -12,14 +12,17 @@ def build_task(cfg) -> Task:
         if cfg.kind == "boolean":
             return boolean_task(cfg.n, cfg.target, train_size=cfg.train_size, seed=cfg.train_seed,
                                 mask=cfg.train_mask or None,
-                                encoding=cfg.encoding, drop_zero_input=cfg.drop_zero_input)
+                                encoding=cfg.encoding, drop_zero_input=cfg.drop_zero_input,
+                                corrupt_fraction=cfg.corrupt_fraction,
+                                corrupt_mode=cfg.corrupt_mode)
         from ._images import make_image_task  # heavy loaders only when needed
 
         return make_image_task(dataset=cfg.dataset, path=cfg.data_path or None, split=cfg.split,
                                test_split=getattr(cfg, "test_split", "") or None,
                                binarize=cfg.binarize, train_size=cfg.train_size,
                                test_size=cfg.test_size, seed=cfg.train_seed,
-                               corrupt_fraction=cfg.corrupt_fraction, scale=cfg.scale)
+                               corrupt_fraction=cfg.corrupt_fraction,
+                               corrupt_mode=cfg.corrupt_mode, scale=cfg.scale)
     except ValueError as e:
         # checks that need the data (sizes against N, pixels): name the config field
         err = _field_error(e)
@@ -32,7 +35,8 @@ def build_task(cfg) -> Task:
 _FIELDS = {"path": "data_path", "seed": "train_seed", "mask": "train_mask", "target": "target",
            "encoding": "encoding", "dataset": "dataset", "split": "split",
            "test_split": "test_split", "binarize": "binarize", "train_size": "train_size",
-           "test_size": "test_size", "corrupt_fraction": "corrupt_fraction", "scale": "scale"}
+           "test_size": "test_size", "corrupt_fraction": "corrupt_fraction", "corrupt_mode": "corrupt_mode",
+           "scale": "scale"}
 
 
 def _field_error(e: ValueError) -> ValueError | None:

@@ -12,11 +12,17 @@ table, is the same for both.
 when sigma_b = 0 without centering: with no biases every network outputs exactly 0 there and
 the NNGP kernel of that row is 0 (its angle to the other inputs undefined). C_LZ is still taken
 on the whole 2^n table, whose bit 0 is then the target's (see ``Task.full_table``).
+
+``corrupt_fraction`` / ``corrupt_mode`` corrupt round(fraction * |S|) labels of S (flipped or
+redrawn uniformly, ``tasks._corruption``) after the split, from a stream of their own, so the
+corrupted task has the clean task's S and E; E keeps the true labels, so test error is against
+the truth.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ._corruption import check_corruption, corrupt_labels, corruption_rng
 from ._task import Task
 
 
@@ -114,30 +120,46 @@ def train_mask(n: int, *, train_size: int | None = None, seed: int = 0,
 
 def boolean_task(n: int, target: str | np.ndarray, *, train_size: int | None = None,
                  seed: int = 0, mask: str | None = None, encoding: str = "binary",
-                 drop_zero_input: bool = False) -> Task:
+                 drop_zero_input: bool = False, corrupt_fraction: float = 0.0,
+                 corrupt_mode: str = "flip") -> Task:
     """S = the masked rows, E = the rest, both in truth-table order.
 
     With ``drop_zero_input`` input 0 is in neither S nor E: |S| + |E| = 2^n - 1, and
     ``train_index`` / ``test_index`` are positions among the kept inputs 1 .. 2^n - 1 (their
-    truth-table positions are ``table_index[train_index]``)."""
+    truth-table positions are ``table_index[train_index]``).  With ``corrupt_fraction`` > 0
+    the labels of S are corrupted (module docstring); ``meta["target_table"]`` is then the table
+    the task uses (corrupted S, true E) and ``meta["clean_target_table"]`` the target's."""
     table = parse_target(target, n) if isinstance(target, str) else np.asarray(target, np.uint8)
     if table.shape != (2**n,):
         raise ValueError(f"target: expected {2**n} entries, got {table.shape}")
+    check_corruption(corrupt_fraction, corrupt_mode)
     in_s = train_mask(n, train_size=train_size, seed=seed, mask=mask,
                       drop_zero_input=drop_zero_input)
     x = boolean_inputs(n, encoding)
     name = target if isinstance(target, str) and len(target) < 32 else "custom"
-    meta = {"n": n, "target_table": "".join(map(str, table)),
-            "train_mask": "".join("1" if b else "0" for b in in_s)}
+    meta = {"n": n, "train_mask": "".join("1" if b else "0" for b in in_s)}
     if encoding != "binary":
         meta["encoding"] = encoding
-    if not drop_zero_input:
-        tr, te = np.flatnonzero(in_s), np.flatnonzero(~in_s)
-        return Task(name=f"boolean_n{n}_{name}", x_train=x[tr], y_train=table[tr],
-                    x_test=x[te], y_test=table[te], train_index=tr, test_index=te, meta=meta)
-    kept = np.arange(1, 2**n)
+    # row of the truth table of each input the task keeps
+    kept = np.arange(1, 2**n) if drop_zero_input else np.arange(2**n)
     tr, te = np.flatnonzero(in_s[kept]), np.flatnonzero(~in_s[kept])
+    y_train = table[kept[tr]].copy()
+    used = table
+    if corrupt_fraction > 0:
+        chosen = corrupt_labels(y_train, corrupt_fraction, corrupt_mode, corruption_rng(seed))
+        used = table.copy()
+        used[kept[tr]] = y_train
+        name += f"_{corrupt_mode}{corrupt_fraction:g}"
+        meta.update(clean_target_table="".join(map(str, table)),
+                    corrupt_fraction=float(corrupt_fraction), corrupt_mode=corrupt_mode,
+                    n_corrupted=int(len(chosen)),
+                    n_labels_changed=int((y_train != table[kept[tr]]).sum()),
+                    corrupted_index=chosen)  # positions in S chosen for corruption
+    meta["target_table"] = "".join(map(str, used))
+    if not drop_zero_input:
+        return Task(name=f"boolean_n{n}_{name}", x_train=x[tr], y_train=y_train,
+                    x_test=x[te], y_test=table[te], train_index=tr, test_index=te, meta=meta)
     meta["dropped_inputs"] = "0"
-    return Task(name=f"boolean_n{n}_{name}", x_train=x[kept[tr]], y_train=table[kept[tr]],
+    return Task(name=f"boolean_n{n}_{name}", x_train=x[kept[tr]], y_train=y_train,
                 x_test=x[kept[te]], y_test=table[kept[te]], train_index=tr, test_index=te,
-                table_index=kept, full_target=table, meta=meta)
+                table_index=kept, full_target=used, meta=meta)

@@ -7,17 +7,16 @@ standardised per channel with statistics of S only, optional corruption of a fra
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable
 
 import numpy as np
 
+from ._corruption import check_corruption, corrupt_labels, corruption_rng
 from ._task import Task
 
 __all__ = ["image_task", "make_image_task"]
 
 _SCALES = ("unit", "standardize")
-_CORRUPT_MODES = ("flip", "random")
 
 
 def _parse_binarize(spec):
@@ -81,10 +80,7 @@ def _check_args(train_size, test_size, seed, corrupt_fraction, corrupt_mode, sca
             raise ValueError(f"{field}: expected a non-negative integer, got {v!r}")
     if test_size < 1:
         raise ValueError(f"test_size: expected >= 1, got {test_size}")
-    if not 0.0 <= corrupt_fraction <= 1.0:
-        raise ValueError(f"corrupt_fraction: expected a value in [0, 1], got {corrupt_fraction!r}")
-    if corrupt_mode not in _CORRUPT_MODES:
-        raise ValueError(f"corrupt_mode: expected one of {_CORRUPT_MODES}, got {corrupt_mode!r}")
+    check_corruption(corrupt_fraction, corrupt_mode)
     if scale not in _SCALES:
         raise ValueError(f"scale: expected one of {_SCALES}, got {scale!r}")
 
@@ -114,18 +110,6 @@ def _split(rng, train_pool, test_pool, train_size: int, test_size: int):
         return train_idx, test_idx
     chosen = train_pool[rng.choice(n, train_size + test_size, replace=False)]
     return chosen[:train_size], chosen[train_size:]
-
-
-def _corrupt(y_train, corrupt_fraction: float, corrupt_mode: str, crng) -> np.ndarray:
-    """Corrupt ``y_train`` in place; -> the sorted positions chosen for corruption."""
-    train_size = len(y_train)
-    n_corrupt = math.floor(corrupt_fraction * train_size + 0.5)
-    corrupted = np.sort(crng.choice(train_size, n_corrupt, replace=False))
-    if corrupt_mode == "flip":
-        y_train[corrupted] ^= 1
-    else:
-        y_train[corrupted] = crng.integers(0, 2, n_corrupt, dtype=np.uint8)
-    return corrupted
 
 
 def _pixel_max(pixel_max, images, test_images) -> float:
@@ -188,11 +172,11 @@ def image_task(
     S (``train_size``) and E (``test_size``) are drawn without replacement and without overlap
     from ``images``, or E from ``test_images`` when given (e.g. the dataset's test split).
     ``corrupt_fraction`` of S (rounded to the nearest count) gets its binary label flipped
-    (``corrupt_mode="flip"``) or redrawn uniformly (``"random"``, which flips about half of them,
-    as in the paper's authors' code). The split does not depend on the corruption, so a corrupted
-    task shares S and E with its clean twin. ``scale="unit"`` divides by ``pixel_max`` (255 for
-    uint8); ``"standardize"`` then removes the per-channel mean and std of S. Inputs come out
-    float32 as (N, H, W, C), or (N, H*W*C) with ``flatten=True``.
+    (``corrupt_mode="flip"``) or redrawn uniformly (``"redraw"``, which changes about half of
+    them, as in the paper's authors' code; ``tasks._corruption``). The split does not depend
+    on the corruption, so a corrupted task shares S and E with its clean twin.
+    ``scale="unit"`` divides by ``pixel_max`` (255 for uint8); ``"standardize"`` then removes
+    the per-channel mean and std of S. Inputs come out float32 as (N, H, W, C), or (N, H*W*C) with ``flatten=True``.
     """
     images, labels = _check_images(images, labels, "images")
     separate = test_images is not None or test_labels is not None
@@ -205,7 +189,7 @@ def image_task(
     _check_sizes(len(train_pool), len(test_pool) if separate else None, train_size, test_size)
 
     # Independent streams: the split is the same whatever the corruption settings.
-    split_seq, corrupt_seq = np.random.SeedSequence(int(seed)).spawn(2)
+    split_seq = np.random.SeedSequence(int(seed)).spawn(2)[0]
     train_idx, test_idx = _split(np.random.default_rng(split_seq), train_pool, test_pool,
                                  train_size, test_size)
     x_train_src, y_train_src = images[train_idx], labels[train_idx]
@@ -214,7 +198,7 @@ def image_task(
 
     y_train = to_bits(y_train_src)
     y_test = to_bits(y_test_src)
-    corrupted = _corrupt(y_train, corrupt_fraction, corrupt_mode, np.random.default_rng(corrupt_seq))
+    corrupted = corrupt_labels(y_train, corrupt_fraction, corrupt_mode, corruption_rng(seed))
     pixel_max = _pixel_max(pixel_max, images, test_images if separate else None)
     meta = {}
     x_train, x_test = _inputs(x_train_src, x_test_src, pixel_max, scale, flatten, meta)
@@ -223,7 +207,7 @@ def image_task(
         tag = binarize if isinstance(binarize, str) else getattr(binarize, "__name__", "custom")
         name = f"images-{tag}-m{train_size}-k{test_size}-seed{seed}"
         if len(corrupted):
-            name += f"-corrupt{corrupt_fraction:g}"
+            name += f"-corrupt{corrupt_fraction:g}" + ("" if corrupt_mode == "flip" else f"-{corrupt_mode}")
     meta.update(
         binarize=binarize if isinstance(binarize, str) else repr(binarize),
         seed=int(seed),
