@@ -230,7 +230,7 @@ def rescaling_check(folder: str | Path, *, scales=(0.25, 4.0), lanczos_steps: in
 
     from .config import config_from_dict
     from .flatness import functions_of, loss_on_S, rescale_layers, top_eigenvalue, trained_networks
-    from .samplers._gp import GPProblem, gp_kernel
+    from .samplers import GPProblem, gp_kernel
 
     r = results.load(folder)
     cfg = config_from_dict(r.config)

@@ -52,6 +52,7 @@ MAX_NUTS_CHAINS = 1024
 MAX_NUTS_DRAWS = 10**7
 MAX_SEED = 2**63 - 1  # jax.random.key takes a signed 64-bit seed
 GP_BOOLEAN_MAX_N = 12  # the GP's kernel covers all 2^n inputs (2^12: 128 MB, EP O(N^3))
+EXACT_MAX_DIM = 20  # bayes_sgd.gp.EXACT_MAX_DIM (scipy's Genz QMC), here without importing JAX
 
 LOSSES = ("bce", "mse")
 
@@ -189,11 +190,28 @@ class GPConfig(SamplerSection):
                                  "P(f) of prior functions seen at least this often")
 
     def validate(self, cfg: "Config") -> None:
-        if self.enabled and cfg.task.kind == "boolean" and cfg.task.n > GP_BOOLEAN_MAX_N:
+        if not self.enabled:
+            return
+        t = cfg.task
+        if t.kind == "boolean" and t.n > GP_BOOLEAN_MAX_N:
             raise ConfigError(
                 f"samplers.gp.enabled: the GP's kernel covers all 2^n inputs of a Boolean task "
-                f"(2^{cfg.task.n} x 2^{cfg.task.n} here) and EP costs O(2^(3n)) per function; "
+                f"(2^{t.n} x 2^{t.n} here) and EP costs O(2^(3n)) per function; "
                 f"expected false with task.n > {GP_BOOLEAN_MAX_N}, or task.n <= {GP_BOOLEAN_MAX_N}")
+        if self.method == "exact":
+            # the orthant's dimension: the inputs of S and E (joint) or of E (conditional); for
+            # images, before duplicate inputs are merged
+            if t.kind == "boolean":
+                n_in = 2**t.n - t.drop_zero_input
+                n_e = n_in - (t.train_mask.count("1") if t.train_mask else t.train_size)
+            else:
+                n_in, n_e = t.train_size + t.test_size, t.test_size
+            dim = n_in if self.mode == "joint" else n_e
+            if dim > EXACT_MAX_DIM:
+                raise ConfigError(
+                    f"samplers.gp.method: expected 'ep' or 'minimax-tilting' here: 'exact' handles "
+                    f"at most {EXACT_MAX_DIM} dimensions and the {self.mode} mode needs {dim} "
+                    f"(the inputs of {'S and E' if self.mode == 'joint' else 'E'})")
 
 
 @dataclass
@@ -210,6 +228,9 @@ class NUTSConfig(SamplerSection):
         if self.enabled and cfg.model.arch != "fcn":
             raise ConfigError(f"samplers.nuts.enabled: NUTS samples the weights of an FCN only; "
                               f"expected false with model.arch = {cfg.model.arch!r}")
+        if self.enabled and self.thin > self.num_samples:
+            raise ConfigError(f"samplers.nuts.thin: expected at most num_samples = "
+                              f"{self.num_samples} (every thin-th draw is kept), got {self.thin}")
 
 
 @dataclass
@@ -485,40 +506,16 @@ def _cross_validate(cfg: Config) -> None:
     if not _NAME.match(cfg.name):
         raise ConfigError(f"name: expected 1-100 letters, digits, '.', '_' or '-' (not first), "
                           f"a folder name under results/, got {cfg.name!r}")
-    m = cfg.model
-    if m.arch == "cnn":
-        n_layers = len(m.filters)
-        for name in ("kernel_sizes", "strides", "padding"):
-            if len(getattr(m, name)) != n_layers:
-                raise ConfigError(
-                    f"model.{name}: expected {n_layers} entries (one per model.filters), "
-                    f"got {len(getattr(m, name))}")
-        if cfg.task.kind != "image":
-            raise ConfigError("model.arch: 'cnn' needs task.kind = 'image'")
+    _validate_cnn(cfg)
     if cfg.task.kind == "image":
-        from .tasks._images import _parse_binarize
+        from .tasks import parse_binarize
 
         try:
-            _parse_binarize(cfg.task.binarize)
+            parse_binarize(cfg.task.binarize)
         except ValueError as e:  # "binarize: ..." about the argument; here it is a config field
             raise ConfigError(f"task.{e}") from None
     if cfg.task.kind == "boolean":
-        # the task's own parsers, so a bad truth table or mask fails here, before any folder
-        from .tasks import _field_error, parse_target, train_mask
-
-        try:
-            parse_target(cfg.task.target, cfg.task.n)
-            in_s = train_mask(cfg.task.n, train_size=cfg.task.train_size,
-                              seed=cfg.task.train_seed, mask=cfg.task.train_mask or None,
-                              drop_zero_input=cfg.task.drop_zero_input)
-        except ValueError as e:  # "arg: ..." about the function's argument -> "task.<field>: ..."
-            raise ConfigError(str(_field_error(e) or e)) from None
-        if (cfg.samplers.gp.enabled and cfg.samplers.gp.mode == "conditional"
-                and m.sigma_b == 0 and cfg.task.encoding == "binary" and in_s[0]):
-            # phi(0) = 0 for every activation: the all-zero input's output is exactly 0
-            raise ConfigError("samplers.gp.mode: 'conditional' fits EP to S, whose all-zero input "
-                              "has zero variance with model.sigma_b = 0; expected 'joint' "
-                              "(which handles it) or sigma_b > 0")
+        _validate_boolean_task(cfg)
     sections = cfg.samplers.sections()
     for section in sections.values():
         section.validate(cfg)
@@ -526,6 +523,75 @@ def _cross_validate(cfg: Config) -> None:
         names = ", ".join(n for n, sec in sections.items() if sec.counts)
         raise ConfigError(f"samplers: expected at least one of {names} enabled")
     _validate_boolean_inputs(cfg)
+    _validate_cnn_fits(cfg)
+
+
+def _validate_cnn(cfg: Config) -> None:
+    """The CNN's layer lists against each other and against the task."""
+    m = cfg.model
+    if m.arch != "cnn":
+        return
+    n_layers = len(m.filters)
+    for name in ("kernel_sizes", "strides", "padding"):
+        if len(getattr(m, name)) != n_layers:
+            raise ConfigError(
+                f"model.{name}: expected {n_layers} entries (one per model.filters), "
+                f"got {len(getattr(m, name))}")
+    if cfg.task.kind != "image":
+        raise ConfigError("model.arch: 'cnn' needs task.kind = 'image'")
+
+
+def _validate_cnn_fits(cfg: Config) -> None:
+    """Every VALID kernel of a CNN against the feature map it receives from the dataset's
+    images (checked last: the other fields' errors come first, this one names the dataset)."""
+    m = cfg.model
+    if m.arch != "cnn":
+        return
+    from ._conv import feature_shapes
+    from .datasets import IMAGE_SHAPES
+
+    try:
+        feature_shapes(IMAGE_SHAPES[cfg.task.dataset], m.filters, m.kernel_sizes, m.strides,
+                       m.padding)
+    except ValueError as e:  # "kernel_sizes[i]: ..." about the argument
+        raise ConfigError(f"model.{e}, the images of task.dataset = {cfg.task.dataset!r}") from None
+
+
+def _validate_boolean_task(cfg: Config) -> None:
+    # the task's own parsers, so a bad truth table or mask fails here, before any folder
+    from .tasks import parse_target, train_mask
+
+    t = cfg.task
+    try:
+        parse_target(t.target, t.n)
+        in_s = train_mask(t.n, train_size=t.train_size, seed=t.train_seed,
+                          mask=t.train_mask or None, drop_zero_input=t.drop_zero_input)
+    except ValueError as e:  # "arg: ..." about the function's argument -> "task.<field>: ..."
+        raise (task_field_error(e) or ConfigError(str(e))) from None
+    gp = cfg.samplers.gp
+    if (gp.enabled and gp.mode == "conditional" and cfg.model.sigma_b == 0
+            and t.encoding == "binary" and in_s[0]):
+        # phi(0) = 0 for every activation: the all-zero input's output is exactly 0
+        raise ConfigError("samplers.gp.mode: 'conditional' fits EP to S, whose all-zero input "
+                          "has zero variance with model.sigma_b = 0; expected 'joint' "
+                          "(which handles it) or sigma_b > 0")
+
+
+# argument of the task builders -> TaskConfig field
+_TASK_ARGS = {"path": "data_path", "seed": "train_seed", "mask": "train_mask", "target": "target",
+              "encoding": "encoding", "dataset": "dataset", "split": "split",
+              "test_split": "test_split", "binarize": "binarize", "train_size": "train_size",
+              "test_size": "test_size", "corrupt_fraction": "corrupt_fraction",
+              "corrupt_mode": "corrupt_mode", "scale": "scale"}
+
+
+def task_field_error(e: ValueError) -> ConfigError | None:
+    """A task builder's ``"arg: ..."`` error (about its own argument) as ``"task.<field>: ..."``;
+    None when it names no config field (the loaders' file errors, which name their files)."""
+    arg, sep, rest = str(e).partition(": ")
+    if not sep or arg not in _TASK_ARGS or type(e) is not ValueError:
+        return None
+    return ConfigError(f"task.{_TASK_ARGS[arg]}: {rest}")
 
 
 def _validate_boolean_inputs(cfg: Config) -> None:

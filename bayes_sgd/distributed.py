@@ -104,8 +104,7 @@ def _rejection_setup(cfg_json: str, chunk_size: int):
 
     from .config import config_from_dict
     from .models import build_model
-    from .samplers._common import EvalLayout, stream_key
-    from .samplers._rejection import make_chunk_fn
+    from .samplers import EvalLayout, make_chunk_fn, stream_key
     from .tasks import build_task
 
     cfg = config_from_dict(json.loads(cfg_json))
@@ -124,7 +123,7 @@ def rejection_block(cfg_json: str, chunk_size: int, chunk_ids: list[int]):
     """Worker task: the exact result of the given chunks (the last chunk may be partial)."""
     import jax
 
-    from .samplers._rejection import run_rejection_chunks
+    from .samplers import run_rejection_chunks
 
     fn, stream, kw = _rejection_setup(cfg_json, chunk_size)
     devices = jax.devices()
@@ -199,8 +198,7 @@ def run_rejection_distributed(scheduler, cfg, chunk_ids, *, show: bool = False,
     returned.  ``chunk_size`` defaults to the config's (or ``default_chunk_size`` here).
     """
     from .models import build_model
-    from .samplers._common import EvalLayout
-    from .samplers._rejection import RejectionResult, rejection_chunk_size
+    from .samplers import EvalLayout, RejectionResult, rejection_chunk_size
     from .tasks import build_task
 
     rc = cfg.samplers.rejection
@@ -234,7 +232,7 @@ def run_rejection_distributed(scheduler, cfg, chunk_ids, *, show: bool = False,
 def _sgd_setup(cfg_json: str, slots: int):
     from .config import config_from_dict
     from .models import build_model
-    from .samplers._sgd import sgd_trainer_and_run_kwargs
+    from .samplers import sgd_trainer_and_run_kwargs
     from .tasks import build_task
 
     cfg = config_from_dict(json.loads(cfg_json))
@@ -255,7 +253,7 @@ def run_sgd_distributed(scheduler, cfg, run_ids, *, slots: int, show: bool = Fal
     at once per worker, in blocks of ``block`` run ids (default 4 x slots).  Returns the merged
     ``SGDResult``; with ``on_part``, each block's result goes to ``on_part`` as it arrives and
     nothing is returned."""
-    from .samplers._sgd import SGDResult
+    from .samplers import SGDResult
 
     cfg_json = _cfg_json(cfg)
     block = block or max(4 * slots, 64)

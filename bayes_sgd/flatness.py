@@ -78,7 +78,7 @@ def functions_of(model, params, x) -> list[str]:
 
 def loss_on_S(model, loss: str, x, y):
     """theta (one network's params) -> mean training loss on S (the sampler's loss)."""
-    from .samplers._sgd import loss_fn
+    from .samplers import loss_fn
 
     lf = loss_fn(loss)
     x, y = jnp.asarray(x), jnp.asarray(y, jnp.float32)

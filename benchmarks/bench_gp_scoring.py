@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from bayes_sgd.models import build_model
-    from bayes_sgd.samplers._gp import GPProblem, gp_kernel
+    from bayes_sgd.samplers import GPProblem, gp_kernel
     from bayes_sgd.tasks import build_task
 
     t0 = time.perf_counter()

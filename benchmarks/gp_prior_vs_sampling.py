@@ -8,7 +8,7 @@ its full sign pattern under the model's analytic NNGP kernel,
     log10 P_GP(f) = log10 P(sign g(X) = f),   g ~ N(0, K_NNGP(X, X)),  X = all 2^n inputs,
 
 and reports Pearson / Spearman of log10 P_GP against log10 (count / samples).  The scoring is
-``bayes_sgd.samplers._gp.prior_vs_sampling``, the function the runner itself calls when
+``bayes_sgd.samplers.prior_vs_sampling``, the function the runner itself calls when
 ``samplers.gp.enabled`` and ``samplers.rejection.record_prior`` are both on (its figures then
 land in ``summary.json`` under ``gp.prior_vs_sampling``); this script re-scores an existing
 folder with other settings (``--min-count``, ``--method``, ``--max-functions``).

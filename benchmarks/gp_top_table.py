@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bayes_sgd.gp import ep_posterior, ep_predictive, fcn_nngp_kernel, greedy_mode, top_functions
-from bayes_sgd.tasks._images import make_image_task
+from bayes_sgd.tasks import make_image_task
 
 SPLITS = {  # S and E: MNIST ships only its test split here; Fashion-MNIST has both
     "mnist": dict(split="test"),

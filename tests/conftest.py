@@ -4,7 +4,7 @@ Dtype promotion.  ``jax.config.update("jax_numpy_dtype_promotion", "strict")`` i
 NOT set here: under strict promotion the SGD sampler fails with the ``adam`` optimizer, inside
 optax (``optax.tree_utils.tree_bias_correction`` computes ``decay ** count`` with a Python float
 and an int32 step count -> ``TypePromotionError``), reached from
-``bayes_sgd.samplers._sgd.SGDTrainer`` via ``make_optimizer("adam", ...)``.  Everything else in
+``bayes_sgd.samplers.SGDTrainer`` via ``make_optimizer("adam", ...)``.  Everything else in
 the Boolean pipeline (rejection, SGD with sgd/momentum/adagrad/rmsprop, both losses, SGLD, the
 function table and analysis) ran clean under strict promotion when this was checked.
 """

@@ -13,8 +13,7 @@ from bayes_sgd.complexity import lz_complexity
 from bayes_sgd.config import ConfigError, load_config
 from bayes_sgd.gp import fcn_nngp_kernel_for, mc_kernel_stderr, mc_nngp_kernel
 from bayes_sgd.models import FCN
-from bayes_sgd.samplers._common import EvalLayout
-from bayes_sgd.samplers._gp import GPProblem
+from bayes_sgd.samplers import EvalLayout, GPProblem
 from bayes_sgd.tasks import boolean_inputs, boolean_task, build_task, parse_target
 
 
@@ -170,7 +169,7 @@ def test_rejection_and_gp_read_the_encoded_inputs(drop):
 def test_sgd_trainer_reads_the_encoded_inputs():
     # built as experiment.run_sgd builds it, from the config
     from bayes_sgd.models import build_model
-    from bayes_sgd.samplers._sgd import SGDSettings, SGDTrainer
+    from bayes_sgd.samplers import SGDSettings, SGDTrainer
 
     cfg = load_config(None, ["task.encoding=pm1", "task.train_size=20", "task.train_seed=2"])
     t = build_task(cfg.task)

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from bayes_sgd.models._cnn import CNN
-from bayes_sgd.models._fcn import FCN
+from bayes_sgd.models import CNN, FCN
 
 
 # --- numpy reference (float64) ------------------------------------------------------------
@@ -187,15 +186,15 @@ def test_prior_output_moments_match_analytic_nngp():
 @pytest.mark.parametrize(
     "kw,match",
     [
-        (dict(filters=(), kernel_sizes=()), "model.filters"),
-        (dict(filters=(2, 2), kernel_sizes=(3,)), r"model.kernel_sizes: expected 2 entries"),
-        (dict(filters=(2,), kernel_sizes=(0,)), r"model.kernel_sizes\[0\]"),
-        (dict(filters=(2,), kernel_sizes=(3,), padding=("FULL",)), r"model.padding\[0\]"),
-        (dict(filters=(2,), kernel_sizes=(3,), pooling="sum"), "model.pooling"),
-        (dict(filters=(2,), kernel_sizes=(3,), activation="gelu"), "model.activation"),
-        (dict(filters=(2,), kernel_sizes=(9,)), r"a 9x9 VALID conv does not fit the 8x8"),
-        (dict(filters=4, kernel_sizes=(3,)), "model.filters: expected one channel count per conv layer"),
-        (dict(filters=(2,), kernel_sizes=((3, 3, 3),)), r"model.kernel_sizes\[0\]"),
+        (dict(filters=(), kernel_sizes=()), "^filters: expected one or more"),
+        (dict(filters=(2, 2), kernel_sizes=(3,)), r"^kernel_sizes: expected 2 entries"),
+        (dict(filters=(2,), kernel_sizes=(0,)), r"^kernel_sizes\[0\]: expected a positive int"),
+        (dict(filters=(2,), kernel_sizes=(3,), padding=("FULL",)), r"^padding\[0\]: expected"),
+        (dict(filters=(2,), kernel_sizes=(3,), pooling="sum"), "^pooling: expected"),
+        (dict(filters=(2,), kernel_sizes=(3,), activation="gelu"), "^activation: expected"),
+        (dict(filters=(2,), kernel_sizes=(9,)), r"^kernel_sizes\[0\]: a 9x9 VALID conv does not fit the 8x8"),
+        (dict(filters=4, kernel_sizes=(3,)), "^filters: expected one channel count per conv layer"),
+        (dict(filters=(2,), kernel_sizes=((3, 3, 3),)), r"^kernel_sizes\[0\]: expected a positive int"),
     ],
 )
 def test_validation(kw, match):

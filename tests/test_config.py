@@ -137,6 +137,20 @@ BAD = [  # (--set items, substring the message must contain)
      "samplers.rejection.chunk_size: expected a multiple of output_draws = 4"),
     (["task.kind=image", "model.arch=cnn", "samplers.rejection.output_draws=4"],
      "samplers.rejection.output_draws: expected 1 for model.arch = 'cnn'"),
+    (["task.kind=image", "model.arch=cnn"],  # the default kernels 5, 2, 5 on digits' 8x8
+     "model.kernel_sizes[2]: a 5x5 VALID conv does not fit the 4x4 feature map"),
+    (["task.kind=image", "task.dataset=cifar10", "model.arch=cnn", "model.filters=[4]",
+      "model.kernel_sizes=[33]", "model.strides=[1]", "model.padding=['VALID']"],
+     "model.kernel_sizes[0]: a 33x33 VALID conv does not fit the 32x32"),
+    (["samplers.gp.enabled=true", "samplers.gp.method=exact"],  # 2^7 inputs
+     "samplers.gp.method: expected 'ep' or 'minimax-tilting' here: 'exact' handles at most 20 "
+     "dimensions and the joint mode needs 128"),
+    (["task.n=5", "samplers.gp.enabled=true", "samplers.gp.method=exact",
+      "samplers.gp.mode=conditional", "task.train_size=11"], "the conditional mode needs 21"),
+    (["task.kind=image", "task.train_size=15", "task.test_size=6", "samplers.gp.enabled=true",
+      "samplers.gp.method=exact"], "the joint mode needs 21"),
+    (["samplers.nuts.enabled=true", "samplers.nuts.num_samples=10", "samplers.nuts.thin=20"],
+     "samplers.nuts.thin: expected at most num_samples = 10"),
     (["task.n.x=1"], "task.n.x"),  # descending into a scalar
     (["task=3"], "task"),  # scalar for a section
     (["task.n"], "task.n"),  # --set without '='
@@ -157,6 +171,25 @@ def test_cnn_lists_of_matching_length_pass():
                              "model.kernel_sizes=[3, 3]", "model.strides=[1, 2]",
                              "model.padding=['SAME', 'VALID']"])
     assert cfg.model.strides == [1, 2]
+
+
+@pytest.mark.parametrize("items", [
+    ["task.n=4", "task.train_size=8", "samplers.gp.enabled=true",
+     "samplers.gp.method=exact"],  # 16 inputs
+    ["task.n=5", "task.train_size=12", "samplers.gp.enabled=true", "samplers.gp.method=exact",
+     "samplers.gp.mode=conditional"],  # 20 inputs in E: the limit
+    ["task.kind=image", "model.arch=cnn", "model.filters=[4, 4]", "model.kernel_sizes=[8, 1]",
+     "model.strides=[1, 1]", "model.padding=['VALID', 'VALID']"],  # an 8x8 kernel on 8x8 digits: just fits
+])
+def test_within_the_limits_passes(items):
+    load_config(None, items)
+
+
+def test_exact_max_dim_matches_the_gp():
+    from bayes_sgd import config
+    from bayes_sgd.gp import EXACT_MAX_DIM
+
+    assert config.EXACT_MAX_DIM == EXACT_MAX_DIM  # config's copy avoids importing JAX
 
 
 def test_malformed_toml_and_missing_file(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 
 from bayes_sgd.counting import (FunctionCounter, bits_to_strings, pack_bits, strings_to_bits,
                                 unpack_bits)
-from bayes_sgd.samplers._common import pack_bits_jax
+from bayes_sgd.samplers import pack_bits_jax
 
 
 def strs(bits) -> list[str]:

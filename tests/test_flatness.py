@@ -25,7 +25,7 @@ from bayes_sgd.flatness import (dense_hessian, functions_of, hutchinson_trace, l
                                 rescale_layers, top_eigenvalue, trained_networks)
 from bayes_sgd.gp import fcn_nngp_kernel_for
 from bayes_sgd.models import FCN
-from bayes_sgd.samplers._gp import GPProblem
+from bayes_sgd.samplers import GPProblem
 from bayes_sgd.tasks import boolean_task
 
 TASK = boolean_task(4, "majority", mask="1101010110010110")  # |S| = 9, |E| = 7

@@ -111,12 +111,39 @@ def test_mc_kernel_stderr_formula():
                                np.sqrt(np.array([[8.0, 2.25], [2.25, 2.0]]) / 100))
 
 
-def test_argument_validation(X):
-    with pytest.raises(ValueError, match="activation"):
-        fcn_nngp_kernel(X, depth=1, sigma_w=1.0, sigma_b=0.0, activation="tanh")
-    with pytest.raises(ValueError, match="depth"):
-        fcn_nngp_kernel(X, depth=-1, sigma_w=1.0, sigma_b=0.0)
-    with pytest.raises(ValueError, match="in_dim"):
-        fcn_nngp_kernel_for(FCN(in_dim=5), X)
-    with pytest.raises(ValueError, match="n_samples"):
-        mc_nngp_kernel(FCN(in_dim=4), X, key=jax.random.key(0), n_samples=0)
+_KW = dict(depth=1, sigma_w=1.0, sigma_b=0.0)
+_KEY = jax.random.key(0)
+# (id, call on the module's X (6 x 4), message the ValueError must start with)
+BAD_ARGS = [
+    ("X 1-d", lambda X: fcn_nngp_kernel(X[0], **_KW), r"X1: expected an array of shape \(N, d_in"),
+    ("X2 1-d", lambda X: fcn_nngp_kernel(X, X[0], **_KW), r"X2: expected an array of shape"),
+    ("X2 features", lambda X: fcn_nngp_kernel(X, X[:, :3], **_KW),
+     "X2: expected 4 features to match X1, got 3"),
+    ("tanh", lambda X: fcn_nngp_kernel(X, **(_KW | {"activation": "tanh"})),
+     r"activation: expected one of \['relu', 'erf', 'linear'\] \(no closed form"),
+    ("depth -1", lambda X: fcn_nngp_kernel(X, **(_KW | {"depth": -1})),
+     "depth: expected a non-negative int"),
+    ("depth bool", lambda X: fcn_nngp_kernel(X, **(_KW | {"depth": True})),
+     "depth: expected a non-negative int"),
+    ("depth float", lambda X: fcn_nngp_kernel(X, **(_KW | {"depth": 1.0})),
+     "depth: expected a non-negative int"),
+    ("block_entries 0", lambda X: fcn_nngp_kernel(X, **_KW, block_entries=0),
+     "block_entries: expected a positive int, got 0"),
+    ("model not an FCN", lambda X: fcn_nngp_kernel_for(object(), X), "model: expected an FCN"),
+    ("model in_dim", lambda X: fcn_nngp_kernel_for(FCN(in_dim=5), X),
+     r"X1: expected 5 features \(model.in_dim\), got 4"),
+    ("mc n_samples 0", lambda X: mc_nngp_kernel(FCN(in_dim=4), X, key=_KEY, n_samples=0),
+     "n_samples: expected a positive int, got 0"),
+    ("mc n_samples bool", lambda X: mc_nngp_kernel(FCN(in_dim=4), X, key=_KEY, n_samples=True),
+     "n_samples: expected a positive int"),
+    ("mc chunk 0", lambda X: mc_nngp_kernel(FCN(in_dim=4), X, key=_KEY, n_samples=8, chunk=0),
+     "chunk: expected a positive int, got 0"),
+    ("stderr K not square", lambda X: mc_kernel_stderr(np.ones((2, 3)), 10),
+     r"K: expected a square matrix, got shape \(2, 3\)"),
+]
+
+
+@pytest.mark.parametrize("call, message", [c[1:] for c in BAD_ARGS], ids=[c[0] for c in BAD_ARGS])
+def test_bad_argument_is_named(X, call, message):
+    with pytest.raises(ValueError, match="^" + message):
+        call(X)

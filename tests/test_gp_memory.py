@@ -1,11 +1,11 @@
 """The memory-bounded forms of the NNGP kernel and of EP's posterior (issue 14, EP at |S| = 10^4)
 against independent references: the kernel's row blocks against the unblocked cross-kernel
-path and exact symmetry; the posterior marginals against dense inverses."""
+path and exact symmetry; K's symmetry check; parallel EP's rebuilt factor against numpy's.
+(EP's posterior marginals against dense inverses: test_orthant.py.)"""
 import numpy as np
 import pytest
 
-from bayes_sgd.gp import fcn_nngp_kernel
-from bayes_sgd.gp._kernels import _fcn_nngp_kernel_sym
+from bayes_sgd.gp import fcn_nngp_kernel, log_orthant_probability
 
 # (n, d, depth, activation, sigma_b): MNIST-like (the EP-scaling setting), Boolean-like, depth 0
 KERNEL_CASES = [(120, 784, 2, "relu", 0.0357), (64, 7, 2, "relu", 1.0), (40, 5, 3, "erf", 0.3),
@@ -15,56 +15,35 @@ KERNEL_CASES = [(120, 784, 2, "relu", 0.0357), (64, 7, 2, "relu", 1.0), (40, 5, 
 @pytest.mark.parametrize("n,d,depth,act,sb", KERNEL_CASES)
 def test_blocked_kernel_is_blocksize_free_symmetric_and_matches_cross_path(n, d, depth, act, sb):
     X = np.random.default_rng(n + depth).random((n, d))
-    sw2, sb2 = 1.3**2, sb**2
-    k11 = sb2 + sw2 * np.einsum("ij,ij->i", X, X) / d
-    one = _fcn_nngp_kernel_sym(X, k11, depth, sw2, sb2, act, block_entries=1 << 30)
+    kw = dict(depth=depth, sigma_w=1.3, sigma_b=sb, activation=act)
+    one = fcn_nngp_kernel(X, **kw, block_entries=1 << 30)  # one block
     for be in (n * 7, 5):  # 7 rows per block; one row per block
-        np.testing.assert_array_equal(_fcn_nngp_kernel_sym(X, k11, depth, sw2, sb2, act,
-                                                           block_entries=be), one)
-    K = fcn_nngp_kernel(X, depth=depth, sigma_w=1.3, sigma_b=sb, activation=act)
+        np.testing.assert_array_equal(fcn_nngp_kernel(X, **kw, block_entries=be), one)
+    K = fcn_nngp_kernel(X, **kw)
     np.testing.assert_array_equal(K, one)
     if depth:
         np.testing.assert_array_equal(K, K.T)
     # the cross path (X2 given: unblocked, unsymmetrised) computes the same kernel
-    cross = fcn_nngp_kernel(X, X.copy(), depth=depth, sigma_w=1.3, sigma_b=sb, activation=act)
+    cross = fcn_nngp_kernel(X, X.copy(), **kw)
     np.testing.assert_allclose(K, cross, rtol=1e-12, atol=1e-14)
 
 
-def test_posterior_marginals_match_dense_inverse_when_every_site_counts():
-    # Every tau_i > 0 (so C is used whole, no column copy) with some tau_i Sigma_ii < 1e-6
-    # (the explicit variance branch): diag(Sigma) and mu against dense inverses.
-    from bayes_sgd.gp._ep import _Posterior
-
-    rng = np.random.default_rng(12)
-    A = rng.standard_normal((50, 70))
-    K = A @ A.T / 70 + 0.05 * np.eye(50)
-    tau = 10.0 ** rng.uniform(-3, 3, 50)
-    tau[:6] = 1e-12
-    nu = rng.standard_normal(50) * np.sqrt(tau)
-    post = _Posterior(K, tau, nu)
-    Sigma = np.linalg.inv(np.linalg.inv(K) + np.diag(tau))
-    np.testing.assert_allclose(post.var, np.diag(Sigma), rtol=1e-8)
-    np.testing.assert_allclose(post.mu, Sigma @ nu, rtol=1e-7, atol=1e-10)
-    assert np.all(tau > 0) and np.sum(tau * post.var < 1e-6) >= 6
-
-
-def test_check_K_symmetrises_without_copying_a_symmetric_K():
-    from bayes_sgd.gp._orthant import _check_K
-
+def test_K_within_round_off_of_symmetric_is_symmetrised_and_beyond_refused():
     rng = np.random.default_rng(1)
     A = rng.standard_normal((30, 30))
     K = A @ A.T + np.eye(30)
     K = np.triu(K) + np.triu(K, 1).T  # exactly symmetric
-    assert _check_K(K) is K
+    y = np.where(rng.random(30) < 0.5, -1.0, 1.0)
     K2 = K.copy()
     K2[3, 5] += 1e-12 * abs(K2[3, 5])
-    np.testing.assert_array_equal(_check_K(K2), 0.5 * (K2 + K2.T))
+    assert log_orthant_probability(K2, y, "ep").log_p == \
+        log_orthant_probability(0.5 * (K2 + K2.T), y, "ep").log_p
     K2[3, 5] += 1e-3
-    with pytest.raises(ValueError, match="expected a symmetric matrix"):
-        _check_K(K2)
+    with pytest.raises(ValueError, match="^K: expected a symmetric matrix"):
+        log_orthant_probability(K2, y, "ep")
     K2[3, 5] = np.nan
-    with pytest.raises(ValueError, match="expected finite entries"):
-        _check_K(K2)
+    with pytest.raises(ValueError, match="^K: expected finite entries"):
+        log_orthant_probability(K2, y, "ep")
 
 
 def test_parallel_ep_rebuilds_the_factor_it_inverted_in_place():

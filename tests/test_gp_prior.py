@@ -29,7 +29,7 @@ from scipy import stats
 
 from bayes_sgd.config import config_from_dict
 from bayes_sgd.gp import fcn_nngp_kernel
-from bayes_sgd.samplers._gp import PRIOR_SAMPLER, prior_vs_sampling
+from bayes_sgd.samplers import PRIOR_SAMPLER, prior_vs_sampling
 from bayes_sgd.tasks import boolean_inputs
 
 SIGMA_W, SIGMA_B = 1.0, 0.5
@@ -136,5 +136,5 @@ def test_min_count_selection_constants_and_exact_fallback():
     # the all-zero function of a centred GP with equal marginals: P = P(all negative) equals
     # P(all positive) (the Gaussian is symmetric); EP gives the same for both
     assert y[0] == pytest.approx(y[1], abs=1e-9)
-    with pytest.raises(ValueError, match="prior_min_count"):
+    with pytest.raises(ValueError, match="^min_count: expected an integer >= 1, got 0"):
         prior_vs_sampling(K, prior, min_count=0)

@@ -37,7 +37,7 @@ import pytest
 from bayes_sgd.config import config_from_dict
 from bayes_sgd.experiment import run_experiment
 from bayes_sgd.models import build_model
-from bayes_sgd.samplers._gp import run_gp
+from bayes_sgd.samplers import run_gp
 from bayes_sgd.tasks import build_task
 
 pytestmark = pytest.mark.slow

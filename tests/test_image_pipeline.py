@@ -30,8 +30,7 @@ from bayes_sgd.experiment import run_experiment
 from bayes_sgd.gp import fcn_nngp_kernel, mc_kernel_stderr, mc_nngp_kernel
 from bayes_sgd.models import CNN, FCN, build_model
 from bayes_sgd.samplers import _sgd as sgd_mod
-from bayes_sgd.samplers import stream_key
-from bayes_sgd.samplers._sgd import SGDSettings, SGDTrainer, activation_floats_per_input
+from bayes_sgd.samplers import SGDSettings, SGDTrainer, stream_key
 from bayes_sgd.tasks import build_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,19 +126,34 @@ def test_fit_check_in_chunks_matches_one_forward_pass(monkeypatch):
                                   np.packbits(f_e, axis=-1))
 
 
+def _activation_floats(model, x_shape, n_params) -> float:
+    """Activation floats per input row, read off ``SGDTrainer.slot_bytes``: with plain SGD (no
+    optimiser state) one slot is 4 bytes x (4 x parameters + rows x activations), rows =
+    max(3 x batch, fit chunk, |E|) (the documented estimate)."""
+    from bayes_sgd.tasks import Task
+
+    rng = np.random.default_rng(0)
+    task = Task("t", rng.random((1000, *x_shape), np.float32), rng.integers(0, 2, 1000, np.uint8),
+                rng.random((100, *x_shape), np.float32), rng.integers(0, 2, 100, np.uint8))
+    tr = SGDTrainer(model, task, SGDSettings(n_runs=1, optimizer="sgd", batch_size=32),
+                    stream=stream_key(0, "sgd"))
+    rows = max(3 * 32, tr.fit_chunk, task.n_test)
+    return (tr.slot_bytes / 4 - 4 * n_params) / rows
+
+
 def test_activation_estimate_and_memory_bounded_slots():
     # FCN 64-32-16-1: pre- and post-activation of each hidden layer at least, per input row
     fcn = FCN(in_dim=64, widths=(32, 16))
-    a = activation_floats_per_input(fcn, (8, 8, 1))
+    a = _activation_floats(fcn, (64,), 64 * 32 + 32 + 32 * 16 + 16 + 16 + 1)
     assert 2 * (32 + 16) + 1 <= a <= 64 + 4 * (32 + 16) + 4, a
     # CNN 28x28: feature maps 24x24x8 (VALID 5) and 24x24x8 (SAME 2), pre/post activation
     cnn = CNN(input_shape=(28, 28, 1), filters=(8, 8), kernel_sizes=(5, 2),
               padding=("VALID", "SAME"))
     maps = 2 * (24 * 24 * 8 + 24 * 24 * 8)
-    a = activation_floats_per_input(cnn, (28, 28, 1))
+    a = _activation_floats(cnn, (28, 28, 1), cnn.n_params)
     assert maps <= a <= 2 * maps, (a, maps)
 
-    from bayes_sgd.tasks._task import Task
+    from bayes_sgd.tasks import Task
     rng = np.random.default_rng(0)
     task = Task("t", rng.random((1000, 28, 28, 1), np.float32), rng.integers(0, 2, 1000, np.uint8),
                 rng.random((100, 28, 28, 1), np.float32), rng.integers(0, 2, 100, np.uint8))

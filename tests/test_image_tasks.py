@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bayes_sgd.tasks._images import image_task, make_image_task
-from bayes_sgd.tasks._task import Task
+from bayes_sgd.tasks import Task, image_task, make_image_task
 
 MNIST_DIR = Path(os.environ.get("BAYES_SGD_MNIST_DIR") or Path(__file__).parents[2] / "shared/data/mnist")
 

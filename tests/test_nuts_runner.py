@@ -1,4 +1,4 @@
-"""The NUTS step of the runner (``bayes_sgd.samplers._nuts_runner``).
+"""The NUTS step of the runner (``bayes_sgd.samplers.run_nuts``).
 
 The frame is checked against the raw ``NutsResult`` of the same key (sampling is deterministic
 given the key): counts per function recounted here with a dict, importance-weighted

@@ -13,8 +13,8 @@ from bayes_sgd.gp import (
     fcn_nngp_kernel,
     log_orthant_probability,
     pac_bayes_bound,
+    trunc_moments,
 )
-from bayes_sgd.gp._ep import trunc_moments
 
 
 # ----------------------------------------------------------------------------- references
@@ -216,24 +216,32 @@ def test_parallel_ep_at_auto_size_matches_sequential():
     assert par.log_p == pytest.approx(seq.log_p, abs=1e-6)
 
 
-def test_posterior_marginals_match_dense_inverse():
-    # _Posterior's diag(Sigma) mixes (1 - b_i)/tau_i (informative sites) with
-    # K_ii - ||C S^1/2 K e_i||^2 (tau_i Sigma_ii < 1e-6, incl. tau_i = 0); both against
-    # Sigma = (K^-1 + diag(tau))^-1 and mu = Sigma nu from dense inverses.
-    from bayes_sgd.gp._ep import _Posterior
+# (n, seed, mean / sd on the first k sites, k): sites whose sign the prior mean already
+# implies carry (almost) no information: tau_i = 0 exactly at 40 sd, tiny but positive at 6 sd
+# (then every site is informative and C is used whole).  EP's diag(Sigma) mixes (1 - b_i) /
+# tau_i (informative sites) with K_ii - ||C S^1/2 K e_i||^2 (tau_i Sigma_ii < 1e-6).
+POSTERIOR_CASES = [(40, 11, 40.0, 10), (50, 12, 6.0, 6)]
 
-    rng = np.random.default_rng(11)
-    A = rng.standard_normal((40, 60))
-    K = A @ A.T / 60 + 0.05 * np.eye(40)
-    tau = 10.0 ** rng.uniform(-3, 3, 40)
-    tau[:5] = 0.0
-    tau[5:10] = 1e-12
-    nu = rng.standard_normal(40) * np.sqrt(tau)
-    post = _Posterior(K, tau, nu)
-    Sigma = np.linalg.inv(np.linalg.inv(K) + np.diag(tau))
-    np.testing.assert_allclose(post.var, np.diag(Sigma), rtol=1e-8)
-    np.testing.assert_allclose(post.mu, Sigma @ nu, rtol=1e-7, atol=1e-10)
-    assert np.sum(tau * post.var < 1e-6) >= 10  # both branches were exercised
+
+@pytest.mark.parametrize("variant", ["parallel", "sequential"])
+@pytest.mark.parametrize("n, seed, shift, k", POSTERIOR_CASES)
+def test_posterior_marginals_match_dense_inverse(n, seed, shift, k, variant):
+    """The EP posterior's marginals against Sigma = (K^-1 + diag(tau))^-1 and mu = mean +
+    Sigma nu from dense inverses, for the sites EP returned; both branches are exercised."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((n, n + 20))
+    K = A @ A.T / (n + 20) + 0.05 * np.eye(n)
+    m = np.zeros(n)
+    m[:k] = shift * np.sqrt(np.diag(K))[:k]
+    y = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    y[:k] = 1.0
+    st = ep_posterior(K, y, mean=m, variant=variant)
+    assert st.converged and st.jitter == 0
+    Sigma = np.linalg.inv(np.linalg.inv(K) + np.diag(st.tau))
+    np.testing.assert_allclose(st.var, np.diag(Sigma), rtol=1e-8)
+    np.testing.assert_allclose(st.mu, m + Sigma @ st.nu, rtol=1e-7, atol=1e-10)
+    assert np.sum(st.tau * st.var < 1e-6) >= k  # both branches were exercised
+    assert (st.tau > 0).all() == (shift < 10)
 
 
 def test_ill_conditioned_K_duplicate_rows_and_indefinite():

@@ -3,6 +3,7 @@ from . import _loaders
 from ._idx import DatasetFormatError, read_idx, write_idx
 from ._loaders import (
     FASHION_MNIST_DIR,
+    IMAGE_SHAPES,
     MNIST_MD5,
     load_cifar10,
     load_digits,

@@ -20,12 +20,17 @@ from ._idx import DatasetFormatError, read_idx
 
 __all__ = [
     "FASHION_MNIST_DIR",
+    "IMAGE_SHAPES",
     "MNIST_MD5",
     "load_cifar10",
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",
 ]
+
+# (H, W, C) of each dataset's images, checked on read (config validation uses it before any read)
+IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion-mnist": (28, 28, 1),
+                "cifar10": (32, 32, 3)}
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # where Debian's package installs it
 
@@ -99,7 +104,8 @@ def load_digits():
 
     bunch = _sk_digits()
     images = np.asarray(bunch.images)
-    if images.shape[1:] != (8, 8) or not np.array_equal(images, np.round(images)) or images.max() > 16:
+    if (images.shape[1:] != IMAGE_SHAPES["digits"][:2] or not np.array_equal(images, np.round(images))
+            or images.max() > 16):
         raise DatasetFormatError("sklearn digits: expected integer 8x8 images with values in [0, 16]")
     return images.astype(np.uint8), np.asarray(bunch.target, dtype=np.int64)
 
@@ -122,7 +128,7 @@ def load_fashion_mnist(split: str = "train", *, path=None):
         )
     # No checksum: Debian's gzip files differ byte-wise from upstream's (recompressed), so only
     # the structure, sizes and labels are checked.
-    return _validated_pair(*files, image_shape=(28, 28))
+    return _validated_pair(*files, image_shape=IMAGE_SHAPES["fashion-mnist"][:2])
 
 
 def load_mnist(split: str = "train", *, path=None, download: bool = False, cache_dir=None, verify: bool = True):
@@ -165,7 +171,7 @@ def load_mnist(split: str = "train", *, path=None, download: bool = False, cache
                     f"(corrupt or a different file: replace it with the canonical file; in Python, "
                     f"verify=False skips the check)"
                 )
-    return _validated_pair(*files, image_shape=(28, 28))
+    return _validated_pair(*files, image_shape=IMAGE_SHAPES["mnist"][:2])
 
 
 def _download(name: str, directory: Path) -> Path:

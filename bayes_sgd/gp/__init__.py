@@ -10,7 +10,7 @@ orthant probabilities), ``greedy_mode`` a local mode by bit flips.
 from .._cpu_devices import use_one_device_per_core
 
 use_one_device_per_core()  # before any JAX backend starts (see bayes_sgd._cpu_devices)
-from ._ep import EPState
+from ._ep import EPState, trunc_moments
 from ._ep_batch import OrthantBatch, ep_log_orthant_many
 from ._kernels import fcn_nngp_kernel, fcn_nngp_kernel_for, mc_kernel_stderr, mc_nngp_kernel
 from ._orthant import (
@@ -41,4 +41,5 @@ __all__ = [
     "greedy_mode",
     "sample_sign_patterns",
     "top_functions",
+    "trunc_moments",
 ]

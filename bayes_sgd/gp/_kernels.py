@@ -55,20 +55,25 @@ def _expectation(activation: str, k11, k22, k12):
 
 
 def fcn_nngp_kernel(X1, X2=None, *, depth: int, sigma_w: float, sigma_b: float,
-                    activation: str = "relu") -> np.ndarray:
+                    activation: str = "relu", block_entries: int | None = None) -> np.ndarray:
     """Output-layer NNGP kernel ``K^depth(X1, X2)`` of an FCN with ``depth`` hidden layers.
 
     ``K^0 = sigma_b^2 + sigma_w^2 x.x'/d_in`` and ``K^{l+1} = sigma_b^2 + sigma_w^2 E[phi(u)phi(v)]``
     with ``(u, v) ~ N(0, K^l)``: relu by the arc-cosine recursion (Cho & Saul 2009), erf by
     Williams' arcsin formula, linear trivially (tanh has no closed form: use ``mc_nngp_kernel``).
     Inputs of shape (N, ...) are flattened to (N, d_in). Returns float64 of shape (N1, N2)
-    (``X2=None`` means ``X2 = X1``; the result is then exactly symmetric).
+    (``X2=None`` means ``X2 = X1``; the result is then exactly symmetric, computed in place by
+    row blocks of at most ``block_entries`` entries, which X2 leaves unused (default 2^22, 32 MB of work memory besides
+    the result; the values do not depend on it).
     """
     if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
         raise ValueError(f"depth: expected a non-negative int (number of hidden layers), got {depth!r}")
     if activation not in _ANALYTIC:
         raise ValueError(f"activation: expected one of {list(_ANALYTIC)} (no closed form for "
                          f"others, e.g. tanh: use mc_nngp_kernel), got {activation!r}")
+    if block_entries is not None and (isinstance(block_entries, bool) or not isinstance(
+            block_entries, (int, np.integer)) or block_entries < 1):
+        raise ValueError(f"block_entries: expected a positive int, got {block_entries!r}")
     sw2, sb2 = float(sigma_w) ** 2, float(sigma_b) ** 2
     A = _as_features(X1, "X1")
     sym = X2 is None
@@ -79,7 +84,8 @@ def fcn_nngp_kernel(X1, X2=None, *, depth: int, sigma_w: float, sigma_b: float,
     k11 = sb2 + sw2 * np.einsum("ij,ij->i", A, A) / d
     k22 = k11 if sym else sb2 + sw2 * np.einsum("ij,ij->i", B, B) / d
     if sym:
-        return _fcn_nngp_kernel_sym(A, k11, depth, sw2, sb2, activation)
+        return _fcn_nngp_kernel_sym(A, k11, depth, sw2, sb2, activation,
+                                    block_entries or _BLOCK_ENTRIES)
     k12 = sb2 + sw2 * (A @ B.T) / d
     for _ in range(depth):
         k12 = sb2 + sw2 * _expectation(activation, k11[:, None], k22[None, :], k12)

@@ -16,17 +16,16 @@ __all__ = ["ACTIVATIONS", "CNN", "FCN", "build_model", "get_activation"]
 
 
 def build_model(cfg, input_shape: tuple[int, ...]):
-    """The model described by a ``ModelConfig`` for inputs of ``input_shape``."""
+    """The model described by a ``ModelConfig`` (validated by ``bayes_sgd.config``: the model's
+    own checks name their arguments) for inputs of ``input_shape``."""
     if cfg.arch == "fcn":
         return FCN(in_dim=math.prod(input_shape), widths=tuple(cfg.widths),
                    activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b)
-    if cfg.arch == "cnn":
-        if len(input_shape) != 3:
-            raise ValueError(f"model.arch: 'cnn' needs image inputs (H, W, C), got shape {input_shape}")
+    if cfg.arch == "cnn":  # CNN checks input_shape itself: (H, W) or (H, W, C)
         return CNN(input_shape=tuple(input_shape), filters=tuple(cfg.filters),
                    kernel_sizes=tuple(cfg.kernel_sizes), strides=tuple(cfg.strides),
                    padding=tuple(cfg.padding),
                    pooling=None if cfg.pooling == "none" else cfg.pooling,
                    activation=cfg.activation, sigma_w=cfg.sigma_w, sigma_b=cfg.sigma_b,
                    dense_widths=tuple(cfg.dense_widths))
-    raise ValueError(f"model.arch: expected 'fcn' or 'cnn', got {cfg.arch!r}")
+    raise ValueError(f"cfg.arch: expected 'fcn' or 'cnn', got {cfg.arch!r}")

@@ -18,5 +18,5 @@ def get_activation(name: str):
         return ACTIVATIONS[name]
     except KeyError:
         raise ValueError(
-            f"model.activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}"
+            f"activation: expected one of {sorted(ACTIVATIONS)}, got {name!r}"
         ) from None

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from .._conv import feature_shapes
 from ._activations import get_activation
 
 _PADDINGS = ("VALID", "SAME")
@@ -30,13 +31,8 @@ def _pair(v, field: str, i: int) -> tuple[int, int]:
     except TypeError:
         t = ()
     if len(t) != 2 or min(t) < 1:
-        raise ValueError(f"model.{field}[{i}]: expected a positive int or a pair of them, got {v!r}")
+        raise ValueError(f"{field}[{i}]: expected a positive int or a pair of them, got {v!r}")
     return t
-
-
-def _out_size(size: int, k: int, s: int, padding: str) -> int:
-    # TF/JAX conventions; SAME pads the extra row/column after (matters for even kernels)
-    return -(-size // s) if padding == "SAME" else (size - k) // s + 1
 
 
 @dataclass(frozen=True)
@@ -67,20 +63,20 @@ class CNN:
         if len(shape) == 2:
             shape += (1,)
         if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"model.input_shape: expected (H, W) or (H, W, C), got {self.input_shape!r}")
+            raise ValueError(f"input_shape: expected (H, W) or (H, W, C), got {self.input_shape!r}")
         set_("input_shape", shape)
         if not isinstance(self.filters, (tuple, list)):
-            raise ValueError(f"model.filters: expected one channel count per conv layer, got {self.filters!r}")
+            raise ValueError(f"filters: expected one channel count per conv layer, got {self.filters!r}")
         n = len(self.filters)
         set_("filters", tuple(int(f) for f in self.filters))
         if n == 0 or min(self.filters) < 1:
-            raise ValueError(f"model.filters: expected one or more positive channel counts, got {self.filters!r}")
+            raise ValueError(f"filters: expected one or more positive channel counts, got {self.filters!r}")
         defaults = {"strides": (1,) * n, "padding": ("VALID",) * n, "intermediate_pooling": (False,) * n}
         for field in ("kernel_sizes", "strides", "padding", "intermediate_pooling"):
             v = getattr(self, field)
             v = defaults[field] if v is None else tuple(v)
             if len(v) != n:
-                raise ValueError(f"model.{field}: expected {n} entries (one per conv layer), got {len(v)}")
+                raise ValueError(f"{field}: expected {n} entries (one per conv layer), got {len(v)}")
             set_(field, v)
         set_("kernel_sizes", tuple(_pair(k, "kernel_sizes", i) for i, k in enumerate(self.kernel_sizes)))
         set_("strides", tuple(_pair(s, "strides", i) for i, s in enumerate(self.strides)))
@@ -88,11 +84,11 @@ class CNN:
         set_("intermediate_pooling", tuple(bool(p) for p in self.intermediate_pooling))
         for i, p in enumerate(self.padding):
             if p not in _PADDINGS:
-                raise ValueError(f"model.padding[{i}]: expected 'VALID' or 'SAME', got {p!r}")
+                raise ValueError(f"padding[{i}]: expected 'VALID' or 'SAME', got {p!r}")
         if self.pooling == "none":  # the config spelling of None
             set_("pooling", None)
         if self.pooling not in _POOLINGS:
-            raise ValueError(f"model.pooling: expected one of {_POOLINGS}, got {self.pooling!r}")
+            raise ValueError(f"pooling: expected one of {_POOLINGS}, got {self.pooling!r}")
         set_("dense_widths", tuple(int(w) for w in self.dense_widths))
         get_activation(self.activation)  # validate early
         self.feature_shapes  # noqa: B018  (raises if a kernel does not fit)
@@ -114,21 +110,8 @@ class CNN:
     @property
     def feature_shapes(self) -> list[tuple[int, int, int]]:
         """(H, W, C) after each conv layer (and its intermediate pooling)."""
-        h, w, _ = self.input_shape
-        shapes = []
-        for i, (c, (kh, kw), (sh, sw), pad, pool) in enumerate(
-            zip(self.filters, self.kernel_sizes, self.strides, self.padding, self.intermediate_pooling)
-        ):
-            if pad == "VALID" and (kh > h or kw > w):
-                raise ValueError(
-                    f"model.kernel_sizes[{i}]: a {kh}x{kw} VALID conv does not fit the {h}x{w} feature map "
-                    f"it receives (input_shape={self.input_shape})"
-                )
-            h, w = _out_size(h, kh, sh, pad), _out_size(w, kw, sw, pad)
-            if pool:
-                h, w = _out_size(h, 2, 2, "SAME"), _out_size(w, 2, 2, "SAME")
-            shapes.append((h, w, c))
-        return shapes
+        return feature_shapes(self.input_shape, self.filters, self.kernel_sizes, self.strides,
+                              self.padding, self.intermediate_pooling)
 
     @property
     def readout_dim(self) -> int:

@@ -204,13 +204,13 @@ class GPProblem:
 
     def _check_score_args(self, method: str, mode: str):
         if method not in ("ep", "exact", "minimax-tilting"):
-            raise ValueError(f"samplers.gp.method: expected 'ep', 'exact' or 'minimax-tilting', got {method!r}")
+            raise ValueError(f"method: expected 'ep', 'exact' or 'minimax-tilting', got {method!r}")
         if mode not in ("joint", "conditional"):
-            raise ValueError(f"samplers.gp.mode: expected 'joint' or 'conditional', got {mode!r}")
+            raise ValueError(f"mode: expected 'joint' or 'conditional', got {mode!r}")
         dim = self.K.shape[0] if mode == "joint" else self.n_E
         if method == "exact" and dim > EXACT_MAX_DIM:
             raise ValueError(
-                f"samplers.gp.method: 'exact' handles at most {EXACT_MAX_DIM} dimensions; the "
+                f"method: 'exact' handles at most {EXACT_MAX_DIM} dimensions; the "
                 f"{mode} mode here needs {dim} (distinct inputs of "
                 f"{'S and E' if mode == 'joint' else 'E'}): use 'ep' or 'minimax-tilting'")
 
@@ -381,9 +381,9 @@ def prior_vs_sampling(K: np.ndarray, prior: pd.DataFrame, *, min_count: int = 10
     K = np.asarray(K, np.float64)
     n_in = K.shape[0]
     if method not in ("ep", "exact", "minimax-tilting"):
-        raise ValueError(f"samplers.gp.method: expected 'ep', 'exact' or 'minimax-tilting', got {method!r}")
+        raise ValueError(f"method: expected 'ep', 'exact' or 'minimax-tilting', got {method!r}")
     if min_count < 1:
-        raise ValueError(f"samplers.gp.prior_min_count: expected an integer >= 1, got {min_count!r}")
+        raise ValueError(f"min_count: expected an integer >= 1, got {min_count!r}")
     summary: dict = {"method": method, "min_count": int(min_count)}
     if method == "exact" and n_in > EXACT_MAX_DIM:
         method = "ep"

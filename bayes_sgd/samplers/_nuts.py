@@ -71,7 +71,7 @@ class NutsResult:
 
 
 def _err(arg: str, expected: str, got) -> ValueError:
-    return ValueError(f"samplers.nuts.{arg}: expected {expected}, got {got!r}")
+    return ValueError(f"{arg}: expected {expected}, got {got!r}")
 
 
 def _check_int(arg: str, value, minimum: int) -> int:
@@ -330,7 +330,7 @@ def sample_nuts(
         chain_method)
     if tuple(task.input_shape) != (model.in_dim,):
         raise ValueError(
-            f"samplers.nuts.task: expected inputs of shape ({model.in_dim},) for the model, "
+            f"task: expected inputs of shape ({model.in_dim},) for the model, "
             f"got {task.input_shape}"
         )
     if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):

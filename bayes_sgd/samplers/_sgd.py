@@ -116,7 +116,7 @@ def make_optimizer(name: str, lr: float, momentum: float = 0.9) -> optax.Gradien
         "rmsprop": lambda: optax.rmsprop(lr),
     }
     if name not in table:
-        raise ValueError(f"samplers.sgd.optimizer: expected one of {sorted(table)}, got {name!r}")
+        raise ValueError(f"name: expected an optimizer, one of {sorted(table)}, got {name!r}")
     return table[name]()
 
 
@@ -127,7 +127,7 @@ def loss_fn(name: str):
         # MSE on 0/1 labels with the output offset by 1/2, so that the decision threshold stays
         # at output 0 and a function means the same thing for every sampler.
         return lambda out, y: (out + 0.5 - y) ** 2
-    raise ValueError(f"samplers.sgd.loss: expected 'bce' or 'mse', got {name!r}")
+    raise ValueError(f"name: expected a loss, 'bce' or 'mse', got {name!r}")
 
 
 def sync_epochs_for(mean_epochs: float) -> int:

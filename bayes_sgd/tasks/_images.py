@@ -14,13 +14,15 @@ import numpy as np
 from ._corruption import check_corruption, corrupt_labels, corruption_rng
 from ._task import Task
 
-__all__ = ["image_task", "make_image_task"]
+__all__ = ["image_task", "make_image_task", "parse_binarize"]
 
 _SCALES = ("unit", "standardize")
 
 
-def _parse_binarize(spec):
-    """-> (label_filter or None, to_bits) from a spec string or a callable."""
+def parse_binarize(spec):
+    """Class labels -> binary labels, from a spec string ('threshold:T', 'parity', 'pair:A,B',
+    'binary') or a callable: ``(label_filter or None, to_bits)``; ``label_filter(y)`` keeps
+    the examples of a pair's two classes.  Raises ``ValueError`` naming ``binarize``."""
     if callable(spec):
         return None, lambda y: np.array(spec(y), dtype=np.uint8)  # a copy: corruption edits it
     if not isinstance(spec, str):
@@ -182,7 +184,7 @@ def image_task(
     separate = test_images is not None or test_labels is not None
     if separate:
         test_images, test_labels = _check_test_split(images, test_images, test_labels)
-    keep, to_bits = _parse_binarize(binarize)
+    keep, to_bits = parse_binarize(binarize)
     _check_args(train_size, test_size, seed, corrupt_fraction, corrupt_mode, scale)
     train_pool = _pool(labels, keep)
     test_pool = _pool(test_labels, keep) if separate else None

@@ -35,11 +35,11 @@ class Task:
         for name in ("y_train", "y_test"):
             y = getattr(self, name)
             if y.ndim != 1 or not np.isin(y, (0, 1)).all():
-                raise ValueError(f"task.{name}: expected a 1-d array of 0/1 labels")
+                raise ValueError(f"{name}: expected a 1-d array of 0/1 labels")
         if len(self.x_train) != len(self.y_train) or len(self.x_test) != len(self.y_test):
-            raise ValueError("task: inputs and labels differ in length")
+            raise ValueError("y_train, y_test: expected one label per input of x_train, x_test")
         if (self.table_index is None) != (self.full_target is None):
-            raise ValueError("task: table_index and full_target go together")
+            raise ValueError("table_index: expected together with full_target")
 
     @property
     def input_shape(self) -> tuple[int, ...]:
