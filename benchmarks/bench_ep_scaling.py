@@ -47,7 +47,12 @@ with timers): 16 Choleskys of B 9.5 s, 15 in-place triangular inverses 8.4 s, ev
   predictive. ``--cold`` runs every size both ways. Measured 2026-12-02, load average 16-19:
   |S| = 5,000: cold 180.7 s / 15 sweeps, warm 98.0 s / 9 full-size sweeps (1.84x; the cold
   run overlapped fewer of this session's other jobs, so the ratio is if anything low),
-  log10 P(S) = -404.5289 both (|Delta| = 1.3e-7); RSS peak unchanged (711 MB).
+  log10 P(S) = -404.5289 both (|Delta| = 1.3e-7); RSS peak unchanged (711 MB). |S| = 10,000,
+  warm, one run only (the machine is shared): kernel 52.9 s, EP 861 s wall at nice 15 beside
+  this session's tests (the cold 692 s above was under another load: wall times under load do
+  not compare), 9 full-size sweeps, log10 P(S) = -615.9555 (-616.0 before), RSS peak 1.91 GB.
+  The 90 s floor: ~125 s expected idle on one BLAS thread (flops 7.8 n^3 instead of 11.3 n^3),
+  so it needs ``--blas-threads 2`` on idle cores (not measured here).
 """
 from __future__ import annotations
 
@@ -103,12 +108,13 @@ def worker(n: int, data: str | None, warm_start: bool = True,
     K = fcn_nngp_kernel(X, depth=DEPTH, sigma_w=SIGMA_W, sigma_b=SIGMA_B, activation="relu")
     t_kernel = time.perf_counter() - t0
     tracemalloc.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     st = ep_posterior(K, y, warm_start=warm_start, blas_threads=blas_threads)
-    t_ep = time.perf_counter() - t0
+    t_ep, cpu_ep = time.perf_counter() - t0, time.process_time() - c0
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"n": n, "warm_start": warm_start, "blas_threads": blas_threads, "kernel_s": t_kernel, "ep_s": t_ep, "ep_sweeps": int(st.n_iter),
+    return {"n": n, "warm_start": warm_start, "blas_threads": blas_threads, "kernel_s": t_kernel,
+            "ep_s": t_ep, "ep_cpu_s": cpu_ep, "ep_sweeps": int(st.n_iter),
             "converged": bool(st.converged), "variant": st.variant,
             "log10_P_S": float(st.log_Z / np.log(10.0)), "jitter": float(st.jitter),
             "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "vm_hwm_mb": _vm_hwm_mb(),
@@ -139,8 +145,9 @@ def main(argv=None) -> int:
     sizes = sorted(set(args.sizes + ([10_000, 20_000] if args.full else [])))
     print(f"EP scaling on binarised MNIST, analytic NNGP of FCN 784-512-512-1 relu "
           f"(sigma_w={SIGMA_W}, sigma_b={SIGMA_B}); one subprocess per size", flush=True)
-    head = (f"{'|S|':>6} {'start':>5} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} {'log10 P(S)':>11} "
-            f"{'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} {'n^2*8B MB':>9}")
+    head = (f"{'|S|':>6} {'start':>5} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} "
+            f"{'log10 P(S)':>11} {'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} {'n^2*8B MB':>9} "
+            f"{'EP CPU s':>8}")
     print(head, flush=True)
     rows = []
     for n in sizes:
@@ -162,10 +169,11 @@ def main(argv=None) -> int:
                   f"{row['ep_s']:>8.1f} {row['ep_sweeps']:>6} {str(row['converged']):>5} "
                   f"{row['log10_P_S']:>11.4f} {row['rss_peak_mb']:>11.0f} "
                   f"{row['rss_peak_mb'] - row['rss_base_mb']:>13.0f} {row['py_peak_mb']:>10.0f} "
-                  f"{row['dense_nxn_mb']:>9.0f}", flush=True)
+                  f"{row['dense_nxn_mb']:>9.0f} {row['ep_cpu_s']:>8.1f}", flush=True)
             if not cold and args.cold:
                 c = rows[-2]
-                print(f"{'':>6} EP time cold / warm = {c['ep_s'] / row['ep_s']:.2f}x; "
+                print(f"{'':>6} EP time cold / warm = {c['ep_s'] / row['ep_s']:.2f}x (CPU time "
+                      f"{c['ep_cpu_s'] / row['ep_cpu_s']:.2f}x); "
                       f"|d log10 P(S)| = {abs(c['log10_P_S'] - row['log10_P_S']):.1e}", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -196,9 +196,10 @@ def warm_start_sites(K, y, m, *, min_size=None, **kw):
     starts with half its sites near their values. The starting marginals need no
     factorisation of the full B: with zero sites on the other half T, the posterior on the
     half A is the half's EP posterior, and on T it is that posterior's predictive
-    (``mu_T = K_TA alpha``, ``var_T = K_TT - ||L^-1 S^1/2 K_AT||^2``, n^3/4 flops, R&W Alg.
+    (``mu_T = K_TA alpha``, ``var_T = K_TT - ||L^-1 S^1/2 K_AT||^2``, n^3/8 flops, R&W Alg.
     3.6). Measured on the MNIST NNGP (``benchmarks/bench_ep_scaling.py``): see there. Returns
-    None below ``min_size`` (default ``WARM_START_MIN``; start from zero). ``kw``: passed to ``run_ep`` for the half.
+    None below ``min_size`` (default ``WARM_START_MIN``; start from zero). ``kw``: passed to
+    ``run_ep`` for the half.
     """
     n = K.shape[0]
     if min_size is None:
