@@ -146,7 +146,8 @@ def main(argv=None) -> int:
     print(f"EP scaling on binarised MNIST, analytic NNGP of FCN 784-512-512-1 relu "
           f"(sigma_w={SIGMA_W}, sigma_b={SIGMA_B}); one subprocess per size", flush=True)
     head = (f"{'|S|':>6} {'start':>5} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} "
-            f"{'log10 P(S)':>11} {'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} {'n^2*8B MB':>9} "
+            f"{'log10 P(S)':>11} {'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} "
+            f"{'n^2*8B MB':>9} "
             f"{'EP CPU s':>8}")
     print(head, flush=True)
     rows = []
