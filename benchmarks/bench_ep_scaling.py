@@ -45,14 +45,15 @@ with timers): 16 Choleskys of B 9.5 s, 15 in-place triangular inverses 8.4 s, ev
 * warm start (``ep_posterior(warm_start=True)``, n >= 2048): EP on every other point
   (recursively) first, then the full EP from its sites, its starting marginals from the half's
   predictive. ``--cold`` runs every size both ways. Measured 2026-12-02, load average 16-19:
-  |S| = 5,000: cold 180.7 s / 15 sweeps, warm 98.0 s / 9 full-size sweeps (1.84x; the cold
-  run overlapped fewer of this session's other jobs, so the ratio is if anything low),
-  log10 P(S) = -404.5289 both (|Delta| = 1.3e-7); RSS peak unchanged (711 MB). |S| = 10,000,
+  |S| = 5,000: cold 180.7 s / 15 sweeps, warm 98.0 s / 9 full-size sweeps; a second pair
+  113.8 s / 56.7 s wall, 34.7 s / 26.9 s EP CPU time: the wall ratios (1.8-2.0x) move with
+  the load, the CPU-time ratio 1.29x is the one to trust; log10 P(S) = -404.5289 both
+  (|Delta| = 1.3e-7); RSS peak unchanged (711 MB). |S| = 10,000,
   warm, one run only (the machine is shared): kernel 52.9 s, EP 861 s wall at nice 15 beside
   this session's tests (the cold 692 s above was under another load: wall times under load do
   not compare), 9 full-size sweeps, log10 P(S) = -615.9555 (-616.0 before), RSS peak 1.91 GB.
-  The 90 s floor: ~125 s expected idle on one BLAS thread (flops 7.8 n^3 instead of 11.3 n^3),
-  so it needs ``--blas-threads 2`` on idle cores (not measured here).
+  The 90 s floor: ~140 s expected idle on one BLAS thread (183 s / 1.29), not met; with
+  ``--blas-threads 2`` on idle cores (~1.8x) ~80 s, not measured here.
 """
 from __future__ import annotations
 

@@ -337,8 +337,8 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     Cholesky is 10-40x slower than its serial one on shared cores, ~1.8x faster on idle ones;
     None leaves BLAS alone). Measured on 2 cores (MNIST NNGP, benchmarks/bench_ep_scaling.py):
     n = 1000 / 5000 / 10000 took 0.4 s / 26 s / 183 s (13-15 sweeps) idle before the warm
-    start, which leaves 9 full-size sweeps at 5000 and 10000 (1.84x at 5000 on loaded cores;
-    ~125 s expected idle at 10000 from the flop count, not measured). Memory: K plus one n x n
+    start, which leaves 9 full-size sweeps at 5000 and 10000 (1.29x less CPU time at 5000;
+    ~140 s expected idle at 10000, not measured). Memory: K plus one n x n
     work matrix (the parallel variant inverts the factor in place and rebuilds it at the end):
     peak RSS of the whole benchmark process at n = 10000 1.92 GB (6.3 GB before).
     """
