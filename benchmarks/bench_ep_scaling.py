@@ -34,6 +34,26 @@ fixes): RSS peak 1.11 GB (was 1.49 GB). What bounds each size: memory, K plus on
 (2 x 0.8 GB at 10,000; 2 x 3.2 GB at 20,000, which also needs the MNIST train split); time,
 15 sweeps of one Cholesky and one triangular inverse (2n^3/3 flops each) on one BLAS thread.
 Results print as a table and, with ``--json``, are written to a file.
+
+Where the time goes (n = 3,000, one BLAS thread, load average ~17; ``ep_posterior(verbose=True)``
+with timers): 16 Choleskys of B 9.5 s, 15 in-place triangular inverses 8.4 s, everything else
+(site updates, K v products, the explicit-variance columns) < 0.5 s, of 19.8 s; the kernel
+3.3 s. So the time is the number of sweeps times 2n^3/3 flops of LAPACK. Changes of issue 14
+(item 2), both on by default:
+
+* the cold start needs no factorisation (zero sites: the prior's marginals; bit-identical);
+* warm start (``ep_posterior(warm_start=True)``, n >= 2048): EP on every other point
+  (recursively) first, then the full EP from its sites, its starting marginals from the half's
+  predictive. ``--cold`` runs every size both ways. Measured 2026-12-02, load average 16-19:
+  |S| = 5,000: cold 180.7 s / 15 sweeps, warm 98.0 s / 9 full-size sweeps; a second pair
+  113.8 s / 56.7 s wall, 34.7 s / 26.9 s EP CPU time: the wall ratios (1.8-2.0x) move with
+  the load, the CPU-time ratio 1.29x is the one to trust; log10 P(S) = -404.5289 both
+  (|Delta| = 1.3e-7); RSS peak unchanged (711 MB). |S| = 10,000,
+  warm, one run only (the machine is shared): kernel 52.9 s, EP 861 s wall at nice 15 beside
+  this session's tests (the cold 692 s above was under another load: wall times under load do
+  not compare), 9 full-size sweeps, log10 P(S) = -615.9555 (-616.0 before), RSS peak 1.91 GB.
+  The 90 s floor: ~140 s expected idle on one BLAS thread (183 s / 1.29), not met; with
+  ``--blas-threads 2`` on idle cores (~1.8x) ~80 s, not measured here.
 """
 from __future__ import annotations
 
@@ -63,7 +83,8 @@ def _vm_hwm_mb() -> float | None:
     return None
 
 
-def worker(n: int, data: str | None) -> dict:
+def worker(n: int, data: str | None, warm_start: bool = True,
+           blas_threads: int | None = 1) -> dict:
     import tracemalloc
 
     import numpy as np
@@ -88,12 +109,13 @@ def worker(n: int, data: str | None) -> dict:
     K = fcn_nngp_kernel(X, depth=DEPTH, sigma_w=SIGMA_W, sigma_b=SIGMA_B, activation="relu")
     t_kernel = time.perf_counter() - t0
     tracemalloc.start()
-    t0 = time.perf_counter()
-    st = ep_posterior(K, y)
-    t_ep = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    st = ep_posterior(K, y, warm_start=warm_start, blas_threads=blas_threads)
+    t_ep, cpu_ep = time.perf_counter() - t0, time.process_time() - c0
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"n": n, "kernel_s": t_kernel, "ep_s": t_ep, "ep_sweeps": int(st.n_iter),
+    return {"n": n, "warm_start": warm_start, "blas_threads": blas_threads, "kernel_s": t_kernel,
+            "ep_s": t_ep, "ep_cpu_s": cpu_ep, "ep_sweeps": int(st.n_iter),
             "converged": bool(st.converged), "variant": st.variant,
             "log10_P_S": float(st.log_Z / np.log(10.0)), "jitter": float(st.jitter),
             "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "vm_hwm_mb": _vm_hwm_mb(),
@@ -108,35 +130,53 @@ def main(argv=None) -> int:
                     help="also |S| = 10,000 and 20,000 (20,000 needs the MNIST train split)")
     ap.add_argument("--data", help="folder of the MNIST test split (default: BAYES_SGD_MNIST_DIR)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--cold", action="store_true",
+                    help="also run every size without the warm start (the path before it; "
+                         "prints the EP time ratio cold / warm)")
+    ap.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads for EP (default 1: ep_posterior's default, right on "
+                         "shared cores; 2 uses both cores of an idle machine)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-cold", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.data)))
+        print(json.dumps(worker(args.worker, args.data, warm_start=not args.worker_cold,
+                                blas_threads=args.blas_threads)))
         return 0
     sizes = sorted(set(args.sizes + ([10_000, 20_000] if args.full else [])))
     print(f"EP scaling on binarised MNIST, analytic NNGP of FCN 784-512-512-1 relu "
           f"(sigma_w={SIGMA_W}, sigma_b={SIGMA_B}); one subprocess per size", flush=True)
-    head = (f"{'|S|':>6} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} {'log10 P(S)':>11} "
-            f"{'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} {'n^2*8B MB':>9}")
+    head = (f"{'|S|':>6} {'start':>5} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} "
+            f"{'log10 P(S)':>11} {'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} "
+            f"{'n^2*8B MB':>9} "
+            f"{'EP CPU s':>8}")
     print(head, flush=True)
     rows = []
     for n in sizes:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n)]
-        if args.data:
-            cmd += ["--data", args.data]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            print(f"|S| = {n}: worker failed:\n{r.stderr[-2000:]}", file=sys.stderr)
-            return 1
-        row = json.loads(r.stdout.strip().splitlines()[-1])
-        rows.append(row)
-        if "skipped" in row:
-            print(f"{n:>6} skipped: {row['skipped']}", flush=True)
-            continue
-        print(f"{n:>6} {row['kernel_s']:>9.2f} {row['ep_s']:>8.1f} {row['ep_sweeps']:>6} "
-              f"{str(row['converged']):>5} {row['log10_P_S']:>11.1f} {row['rss_peak_mb']:>11.0f} "
-              f"{row['rss_peak_mb'] - row['rss_base_mb']:>13.0f} {row['py_peak_mb']:>10.0f} "
-              f"{row['dense_nxn_mb']:>9.0f}", flush=True)
+        for cold in ([True, False] if args.cold else [False]):
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n),
+                   "--blas-threads", str(args.blas_threads)] + (["--worker-cold"] if cold else [])
+            if args.data:
+                cmd += ["--data", args.data]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                print(f"|S| = {n}: worker failed:\n{r.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            row = json.loads(r.stdout.strip().splitlines()[-1])
+            rows.append(row)
+            if "skipped" in row:
+                print(f"{n:>6} skipped: {row['skipped']}", flush=True)
+                break
+            print(f"{n:>6} {'cold' if cold else 'warm':>5} {row['kernel_s']:>9.2f} "
+                  f"{row['ep_s']:>8.1f} {row['ep_sweeps']:>6} {str(row['converged']):>5} "
+                  f"{row['log10_P_S']:>11.4f} {row['rss_peak_mb']:>11.0f} "
+                  f"{row['rss_peak_mb'] - row['rss_base_mb']:>13.0f} {row['py_peak_mb']:>10.0f} "
+                  f"{row['dense_nxn_mb']:>9.0f} {row['ep_cpu_s']:>8.1f}", flush=True)
+            if not cold and args.cold:
+                c = rows[-2]
+                print(f"{'':>6} EP time cold / warm = {c['ep_s'] / row['ep_s']:.2f}x (CPU time "
+                      f"{c['ep_cpu_s'] / row['ep_cpu_s']:.2f}x); "
+                      f"|d log10 P(S)| = {abs(c['log10_P_S'] - row['log10_P_S']):.1e}", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"setting": {"dataset": "mnist test split, label >= 5", "depth": DEPTH,

@@ -27,6 +27,19 @@ absolute times are ~2-3x those of an idle machine; ratios from the same process)
   max |Delta log10 P| = 1.9e-13; log10 P from -19.3 to -7.9; 3·10^4 functions: 3.0 min (old 31).
 * joint (``--mode joint --functions 3000 --old-functions 100``): new 51.1/s, old 4.83/s:
   10.6x; max |Delta log10 P| = 2.3e-10; 3·10^4 functions: 9.8 min (old 104 min).
+
+After the contiguous row gather (2026-12-02, load average 16-19 from other sessions, plus this
+session's EP-scaling runs; the batched path alone 1.2-1.3x the previous ``_ep_batch``, one
+thread, in one process on 512 functions; with both threads under this load the rates below
+differ by ~5 %, within the noise):
+
+* conditional (``--functions 3000 --old-functions 100``): new 148.1/s (6.75 ms each), old
+  9.68/s (103 ms each): 15.3x (floor 20x: FAIL); max |Delta log10 P| = 8.2e-14; 3·10^4
+  functions: 3.4 min (old 52 min) at these loaded rates. The code before the change, run the
+  same way minutes later: new 141.0/s, old 11.32/s, 12.5x (the per-function loop's rate moves
+  with the load more than the batch's).
+* joint (``--mode joint --functions 2000 --old-functions 60``): new 60.3/s, old 5.22/s: 11.6x;
+  max |Delta log10 P| = 2.5e-10; 3·10^4 functions: 8.3 min (old 96 min).
 """
 from __future__ import annotations
 
