@@ -105,11 +105,14 @@ def test_many_validates_its_arguments():
     assert ep_log_orthant_many(K, np.zeros((0, 3))).log_p.shape == (0,)
 
 
-@pytest.mark.parametrize("mode", ["conditional", "joint"])
-def test_gp_problem_scores_batched_as_one_by_one(mode):
-    # GPProblem.score (the runner's GP step): the batched path against the per-function loop
-    # on a Boolean task (n = 5, |S| = 12, |E| = 20), random functions on E.
-    from bayes_sgd.samplers import GPProblem
+@pytest.mark.parametrize("mode,part", [("conditional", 2048), ("joint", 2048), ("joint", 7)])
+def test_gp_problem_scores_batched_as_one_by_one(mode, part, monkeypatch):
+    # GPProblem.score (the runner's GP step): the batched path, in one call or in parts of 7
+    # functions (the progress bar's steps), against the per-function loop on a Boolean task
+    # (n = 5, |S| = 12, |E| = 20), random functions on E.
+    from bayes_sgd.samplers import GPProblem, _gp
+
+    monkeypatch.setattr(_gp, "SCORE_PART", part)
     from bayes_sgd.tasks import boolean_task
 
     task = boolean_task(5, "random:3", train_size=12, seed=1)

@@ -51,6 +51,7 @@ __all__ = ["GPProblem", "Scores", "candidate_functions", "compare_modes", "gp_ke
 ANALYTIC_ACTIVATIONS = ("relu", "erf", "linear")
 COMPARE_MAX_FUNCTIONS = 200  # conditional mode: also score joint and compare up to this many
 PRIOR_SAMPLER = "gp_prior"  # function-table rows: GP prior P(f) on the whole truth table
+SCORE_PART = 2048  # functions per batched EP call: the progress bar moves between calls
 _LN10 = math.log(10.0)
 
 
@@ -262,16 +263,25 @@ class GPProblem:
                     [np.broadcast_to(self.y_S, (n_f, self.n_S)), signs], axis=1)
             rows = np.flatnonzero(consistent)
             if method == "ep" and batch and self.n_E and len(rows):
-                if mode == "joint":
-                    res = ep_log_orthant_many(self.K, joint_signs[rows])
-                    out_lp[rows] = (res.log_p - log_ps) / _LN10
-                else:
-                    res = ep_log_orthant_many(cov_E, signs[rows], mean=mean_E)
-                    out_lp[rows] = res.log_p / _LN10
-                tally.calls += len(rows)
-                tally.jitter.extend(res.row_jitter.tolist())
-                tally.bad += int((~res.converged).sum())
-                tally.conv[rows[~res.converged]] = False
+                # in parts, so that a long scoring (10^4 functions: minutes) shows progress;
+                # every pattern's EP is independent of the others in its batch
+                bar = tqdm(total=len(rows), desc=f"gp ({method}, {mode})", unit="fn",
+                           disable=not show, dynamic_ncols=True)
+                try:
+                    for part in np.array_split(rows, -(-len(rows) // SCORE_PART)):
+                        if mode == "joint":
+                            res = ep_log_orthant_many(self.K, joint_signs[part])
+                            out_lp[part] = (res.log_p - log_ps) / _LN10
+                        else:
+                            res = ep_log_orthant_many(cov_E, signs[part], mean=mean_E)
+                            out_lp[part] = res.log_p / _LN10
+                        tally.calls += len(part)
+                        tally.jitter.extend(res.row_jitter.tolist())
+                        tally.bad += int((~res.converged).sum())
+                        tally.conv[part[~res.converged]] = False
+                        bar.update(len(part))
+                finally:
+                    bar.close()
                 rows = rows[:0]
             bar = tqdm(total=len(rows), desc=f"gp ({method}, {mode})", unit="fn", disable=not show,
                        dynamic_ncols=True)
