@@ -175,7 +175,8 @@ class TorchSGDResult:
 
 def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8, widths=(40, 40),
                    sigma_w=1.0, sigma_b=1.0, max_epochs=2000, max_runs=20,
-                   max_seconds=120.0, seed=0, threads: int | None = None) -> TorchSGDResult:
+                   max_seconds=120.0, seed=0, threads: int | None = None,
+                   device=None) -> TorchSGDResult:
     """Train one network at a time until it fits S (or ``max_epochs``); stop after
     ``max_runs`` runs or once ``max_seconds`` have passed (finishing the current run)."""
     import torch
@@ -183,8 +184,8 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    x = torch.as_tensor(x_s, dtype=torch.float32)
-    y = torch.as_tensor(y_s, dtype=torch.float32)
+    x = torch.as_tensor(x_s, dtype=torch.float32, device=device)
+    y = torch.as_tensor(y_s, dtype=torch.float32, device=device)
     m = len(x)
     dims = [x.shape[1], *widths, 1]
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -198,7 +199,7 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
                 lin.weight.normal_(0.0, sigma_w / fan_in ** 0.5)
                 lin.bias.normal_(0.0, sigma_b)
             layers += [lin, torch.nn.ReLU()]
-        net = torch.nn.Sequential(*layers[:-1])
+        net = torch.nn.Sequential(*layers[:-1]).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=lr)
         ep, ok = 0, False
         while True:
@@ -208,7 +209,7 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
                     break
             if ep >= max_epochs:
                 break
-            perm = torch.randperm(m)
+            perm = torch.randperm(m, device=device)
             for i in range(0, m, batch_size):
                 idx = perm[i:i + batch_size]
                 opt.zero_grad()
@@ -218,6 +219,29 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
         epochs.append(ep)
         fitted.append(ok)
     return TorchSGDResult(len(epochs), time.perf_counter() - t0, epochs, fitted)
+
+
+# ---- --device cpu|gpu ----------------------------------------------------------------------
+
+def select_jax_platform(kind: str) -> None:
+    """Before JAX's backends start: ``--device gpu`` -> CUDA only, ``cpu`` -> CPU only."""
+    import jax
+
+    jax.config.update("jax_platforms", "cuda" if kind == "gpu" else "cpu")
+
+
+def check_jax_platform(kind: str):
+    import jax
+
+    import bayes_sgd.models  # noqa: F401  (one CPU device per core: before JAX's backend starts)
+
+    try:
+        devs = jax.devices()
+    except Exception as e:  # RuntimeError, or an AssertionError when no platform is left
+        why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise SystemExit(f"--device {kind}: JAX found no {kind.upper()} backend "
+                         f"({why}); install jax[cuda12] on a GPU machine") from None
+    return devs
 
 
 # ---- torch: image SGD one network at a time ---------------------------------------------------

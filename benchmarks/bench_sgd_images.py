@@ -59,27 +59,6 @@ def model_overrides(name: str, channels: int) -> list[str]:
             'model.pooling="none"', "model.dense_widths=[]"]
 
 
-def select_jax_platform(kind: str) -> None:
-    """Before JAX's backends start: ``--device gpu`` -> CUDA only, ``cpu`` -> CPU only."""
-    import jax
-
-    jax.config.update("jax_platforms", "cuda" if kind == "gpu" else "cpu")
-
-
-def check_jax_platform(kind: str):
-    import jax
-
-    import bayes_sgd.models  # noqa: F401  (one CPU device per core: before JAX's backend starts)
-
-    try:
-        devs = jax.devices()
-    except RuntimeError as e:
-        raise SystemExit(f"--device {kind}: JAX found no {kind.upper()} backend "
-                         f"({str(e).splitlines()[0][:120]}); install jax[cuda12] on a GPU "
-                         "machine") from None
-    return devs
-
-
 def warm_up(trainer, devices) -> float:
     """Compile the trainer's executables on every device (one epoch of idle slots each)."""
     import jax
@@ -228,7 +207,7 @@ def main(argv=None) -> int:
     except ImportError:
         print("torch is not installed: pip install -e '.[bench]'")
         return 2
-    from _baselines import torch_device
+    from _baselines import check_jax_platform, select_jax_platform, torch_device
 
     device = torch_device(args.device)
     select_jax_platform(args.device)
