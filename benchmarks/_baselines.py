@@ -261,8 +261,12 @@ def torch_device(kind: str):
 def torch_image_net(model, *, device=None):
     """A torch network with ``model``'s layout (the package's FCN or CNN) and its NNGP init:
     W ~ N(0, sigma_w^2 / fan_in), b ~ N(0, sigma_b^2), phi between layers, scalar readout."""
+    import warnings
+
     import torch
 
+    # torch pads an even SAME kernel with a copy of the input, and says so on every call
+    warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
     act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[model.activation]
     layers = []
     if hasattr(model, "filters"):  # CNN: NCHW in torch, NHWC in the package (same law)
