@@ -13,7 +13,6 @@ to after one training epoch of all of them (one device); on GPU the device's
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
