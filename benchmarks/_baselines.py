@@ -175,7 +175,8 @@ class TorchSGDResult:
 
 def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8, widths=(40, 40),
                    sigma_w=1.0, sigma_b=1.0, max_epochs=2000, max_runs=20,
-                   max_seconds=120.0, seed=0, threads: int | None = None) -> TorchSGDResult:
+                   max_seconds=120.0, seed=0, threads: int | None = None,
+                   device=None) -> TorchSGDResult:
     """Train one network at a time until it fits S (or ``max_epochs``); stop after
     ``max_runs`` runs or once ``max_seconds`` have passed (finishing the current run)."""
     import torch
@@ -183,8 +184,8 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    x = torch.as_tensor(x_s, dtype=torch.float32)
-    y = torch.as_tensor(y_s, dtype=torch.float32)
+    x = torch.as_tensor(x_s, dtype=torch.float32, device=device)
+    y = torch.as_tensor(y_s, dtype=torch.float32, device=device)
     m = len(x)
     dims = [x.shape[1], *widths, 1]
     loss_fn = torch.nn.BCEWithLogitsLoss()
@@ -198,7 +199,7 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
                 lin.weight.normal_(0.0, sigma_w / fan_in ** 0.5)
                 lin.bias.normal_(0.0, sigma_b)
             layers += [lin, torch.nn.ReLU()]
-        net = torch.nn.Sequential(*layers[:-1])
+        net = torch.nn.Sequential(*layers[:-1]).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=lr)
         ep, ok = 0, False
         while True:
@@ -208,7 +209,7 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
                     break
             if ep >= max_epochs:
                 break
-            perm = torch.randperm(m)
+            perm = torch.randperm(m, device=device)
             for i in range(0, m, batch_size):
                 idx = perm[i:i + batch_size]
                 opt.zero_grad()
@@ -218,3 +219,135 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
         epochs.append(ep)
         fitted.append(ok)
     return TorchSGDResult(len(epochs), time.perf_counter() - t0, epochs, fitted)
+
+
+# ---- --device cpu|gpu ----------------------------------------------------------------------
+
+def select_jax_platform(kind: str) -> None:
+    """Before JAX's backends start: ``--device gpu`` -> CUDA only, ``cpu`` -> CPU only."""
+    import jax
+
+    jax.config.update("jax_platforms", "cuda" if kind == "gpu" else "cpu")
+
+
+def check_jax_platform(kind: str):
+    import jax
+
+    import bayes_sgd.models  # noqa: F401  (one CPU device per core: before JAX's backend starts)
+
+    try:
+        devs = jax.devices()
+    except Exception as e:  # RuntimeError, or an AssertionError when no platform is left
+        why = (str(e).splitlines() or [type(e).__name__])[0][:120]
+        raise SystemExit(f"--device {kind}: JAX found no {kind.upper()} backend "
+                         f"({why}); install jax[cuda12] on a GPU machine") from None
+    return devs
+
+
+# ---- torch: image SGD one network at a time ---------------------------------------------------
+
+def torch_device(kind: str):
+    """``torch.device`` for ``--device cpu|gpu``; raises SystemExit with one line if no GPU."""
+    import torch
+
+    if kind == "gpu":
+        if not torch.cuda.is_available():
+            raise SystemExit(f"--device gpu: torch {torch.__version__} sees no CUDA GPU "
+                             "(install a CUDA build of torch==2.13.0 on a machine with a GPU)")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def torch_image_net(model, *, device=None):
+    """A torch network with ``model``'s layout (the package's FCN or CNN) and its NNGP init:
+    W ~ N(0, sigma_w^2 / fan_in), b ~ N(0, sigma_b^2), phi between layers, scalar readout."""
+    import warnings
+
+    import torch
+
+    # torch pads an even SAME kernel with a copy of the input, and says so on every call
+    warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[model.activation]
+    layers = []
+    if hasattr(model, "filters"):  # CNN: NCHW in torch, NHWC in the package (same law)
+        c_in = model.input_shape[-1]
+        for c, k, s, pad, pool in zip(model.filters, model.kernel_sizes, model.strides,
+                                      model.padding, model.intermediate_pooling):
+            if pool or (pad == "SAME" and s != (1, 1)):
+                raise NotImplementedError("torch baseline: pooling / strided SAME convolutions")
+            layers += [torch.nn.Conv2d(c_in, c, k, stride=s, padding=pad.lower()), act()]
+            c_in = c
+        if model.pooling is not None:
+            raise NotImplementedError("torch baseline: global pooling")
+        layers.append(torch.nn.Flatten())
+        dims = [model.readout_dim, *model.dense_widths, 1]
+    else:
+        layers.append(torch.nn.Flatten())
+        dims = [model.in_dim, *model.widths, 1]
+    for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), act()]
+    net = torch.nn.Sequential(*layers[:-1]).to(device)
+    with torch.no_grad():
+        for mod in net:
+            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                fan_in = mod.weight[0].numel()
+                mod.weight.normal_(0.0, model.sigma_w / fan_in ** 0.5)
+                mod.bias.normal_(0.0, model.sigma_b)
+    return net
+
+
+@dataclass
+class TorchImageResult:
+    n_runs: int
+    seconds: float
+    fit_epochs: list  # epoch of the first fit (-1: never fitted)
+    epochs: list  # epochs trained
+
+    @property
+    def network_epochs(self) -> int:
+        return sum(self.epochs)
+
+
+def torch_image_loop(model, x_s: np.ndarray, y_s: np.ndarray, *, optimizer="adam", lr=1e-3,
+                     batch_size=32, max_epochs=100, max_runs=4, max_seconds=60.0, seed=0,
+                     device=None, fit_chunk=1000) -> TorchImageResult:
+    """Train one network at a time until it classifies S exactly (checked at every epoch
+    boundary, as the package does) or ``max_epochs``; BCE with logits, minibatches reshuffled
+    every epoch. Stops after ``max_runs`` runs or once ``max_seconds`` have passed
+    (finishing the run in progress)."""
+    import torch
+
+    torch.manual_seed(seed)
+    x = torch.as_tensor(np.asarray(x_s, np.float32), device=device)
+    if x.ndim == 4:  # NHWC -> NCHW
+        x = x.permute(0, 3, 1, 2).contiguous()
+    y = torch.as_tensor(np.asarray(y_s, np.float32), device=device)
+    m = len(x)
+    opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    fit_epochs, epochs = [], []
+    t0 = time.perf_counter()
+    while len(epochs) < max_runs and (time.perf_counter() - t0 < max_seconds or not epochs):
+        net = torch_image_net(model, device=device)
+        opt = opt_cls(net.parameters(), lr=lr)
+        ep, fit = 0, -1
+        while True:
+            with torch.no_grad():
+                out = torch.cat([net(x[i:i + fit_chunk])[:, 0] for i in range(0, m, fit_chunk)])
+                if bool(((out > 0) == (y > 0.5)).all()):
+                    fit = ep
+                    break
+            if ep >= max_epochs:
+                break
+            perm = torch.randperm(m, device=device)
+            for i in range(0, m, batch_size):
+                idx = perm[i:i + batch_size]
+                opt.zero_grad()
+                loss_fn(net(x[idx])[:, 0], y[idx]).backward()
+                opt.step()
+            ep += 1
+        fit_epochs.append(fit)
+        epochs.append(ep)
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize()
+    return TorchImageResult(len(epochs), time.perf_counter() - t0, fit_epochs, epochs)

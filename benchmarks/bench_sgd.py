@@ -1,6 +1,7 @@
 """SGD runs to 100 % training accuracy: the package vs a one-network-at-a-time PyTorch loop.
 
     .venv/bin/python benchmarks/bench_sgd.py [--lr 0.01] [--runs 2048] [--torch-runs 20]
+        [--device cpu|gpu]
 
 Setting: n = 7, target and4, |S| = 32 (train_seed 0), FCN 7-40-40-1 ReLU, sigma_w = sigma_b = 1,
 plain SGD, batch 8 (4 steps per epoch), BCE, minibatches reshuffled every epoch, 100 % training
@@ -25,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _baselines import banner, torch_sgd_loop, verdict  # noqa: E402
+from _baselines import (banner, check_jax_platform, select_jax_platform,  # noqa: E402
+                        torch_device, torch_sgd_loop, verdict)
 
 FLOOR = 100.0
 TARGET_RUNS, TARGET_SECONDS = 100_000, 1800.0
@@ -39,7 +41,16 @@ def main(argv=None) -> int:
     ap.add_argument("--torch-seconds", type=float, default=90.0,
                     help="time box of each torch half (finishes the run in progress)")
     ap.add_argument("--max-epochs", type=int, default=2000)
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                    help="JAX backend and torch device (gpu: CUDA; fails if none)")
     args = ap.parse_args(argv)
+    try:
+        device = torch_device(args.device)
+    except ImportError:
+        print("torch is not installed: pip install -e '.[bench]'")
+        return 2
+    select_jax_platform(args.device)
+    check_jax_platform(args.device)
 
     import jax
 
@@ -85,7 +96,7 @@ def main(argv=None) -> int:
 
     torch_kw = dict(lr=sc.lr, batch_size=sc.batch_size, widths=model.widths,
                     sigma_w=model.sigma_w, sigma_b=model.sigma_b, max_epochs=sc.max_epochs,
-                    max_seconds=args.torch_seconds)
+                    max_seconds=args.torch_seconds, device=device)
     first = torch_sgd_loop(task.x_train, task.y_train, max_runs=args.torch_runs // 2, seed=1,
                            **torch_kw)
     t0 = time.perf_counter()
