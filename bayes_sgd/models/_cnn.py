@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._conv import feature_shapes
+from .._conv import feature_shapes, out_size as _out_size
 from ._activations import get_activation
 
 _PADDINGS = ("VALID", "SAME")
