@@ -14,6 +14,11 @@ read as 0), i.e. that N runs can resolve.
 
 The config is ``fig_images.toml`` (FCN, sigma_b 0.0357, Adam lr 0.001, batch 32, BCE, stop at
 the fit) with the overrides given; one line per e is printed and appended to ``--out`` (CSV).
+
+``--gp-only`` skips SGD and, for each e, takes the draw ``reproduce images`` makes at |E| = e
+(not the nested one): the rule that chose the quick |E| (README, "Image figure (f)").
+
+    python benchmarks/image_repeat_pilot.py --gp-only --dataset mnist --tests 20 25 30 35 40 45 50
 """
 from __future__ import annotations
 
