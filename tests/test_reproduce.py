@@ -178,6 +178,21 @@ def test_paper_scale_uses_the_papers_settings(name):
         assert [c.samplers.sgd.epochs_after_fit for r, c in paper.items() if r != "bayes"] == [0, 64]
 
 
+# The image figure's sizes: quick, per dataset as chosen from the GP (README, "Image figure (f)");
+# paper, the authors' |S| = 10,000, |E| = 100 on both datasets (docs/paper_settings.md), which
+# the quick per-dataset overrides must not reach.
+@pytest.mark.parametrize("scale, sizes", [
+    ("quick", {"mnist_fcn": ("mnist", 1000, 25), "fashion_fcn": ("fashion-mnist", 500, 35)}),
+    ("paper", {r: (d, 10_000, 100) for r, d in (("mnist_fcn", "mnist"), ("mnist_cnn", "mnist"),
+                                                ("fashion_fcn", "fashion-mnist"),
+                                                ("fashion_cnn", "fashion-mnist"))}),
+])
+def test_image_figure_sizes(scale, sizes):
+    got = {r: (c.task.dataset, c.task.train_size, c.task.test_size)
+           for r, c in figure_configs("images", scale=scale).items()}
+    assert got == sizes
+
+
 def test_paper_targets_are_the_authors_seven():
     from bayes_sgd.complexity import lz_complexity
     from bayes_sgd.reproduce import PAPER_TARGETS_N7
