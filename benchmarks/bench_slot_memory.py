@@ -45,8 +45,7 @@ def main(argv=None) -> int:
 
     from bayes_sgd.config import load_config
     from bayes_sgd.models import build_model
-    from bayes_sgd.samplers._common import stream_key
-    from bayes_sgd.samplers._sgd import SGDSettings, SGDTrainer
+    from bayes_sgd.samplers import SGDSettings, SGDTrainer, stream_key
     from bayes_sgd.tasks import build_task
 
     cfg = load_config(None, BASE + model_overrides("fcn", 0) + [

@@ -23,7 +23,7 @@ from scipy import stats
 
 from bayes_sgd.config import ConfigError, config_from_dict
 from bayes_sgd.tasks import boolean_task, build_task
-from bayes_sgd.tasks._images import image_task
+from bayes_sgd.tasks import image_task
 
 ALPHA = 1e-6  # false-failure probability of each statistical check
 

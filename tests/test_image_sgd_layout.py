@@ -1,6 +1,6 @@
 """CNN layouts chosen for speed give the results of the plain ones.
 
-* ``_conv`` by im2col (shifted slices and one matrix product) against XLA's convolution, for
+* ``conv2d`` by im2col (shifted slices and one matrix product) against XLA's convolution, for
   VALID/SAME padding, odd/even kernels and strides 1/2 (float32: both sum the same k*k*C_in
   products in different orders, so they agree to float32 rounding, |x| ~ 1 -> ~1e-6).
 * ``SGDTrainer`` with the CPU default for CNNs (slots one after another under ``lax.map``,
@@ -16,10 +16,8 @@ import numpy as np
 import pytest
 
 from bayes_sgd.config import load_config
-from bayes_sgd.models import CNN, build_model
-from bayes_sgd.models._cnn import _conv
-from bayes_sgd.samplers._common import stream_key
-from bayes_sgd.samplers._sgd import SGDSettings, SGDTrainer
+from bayes_sgd.models import CNN, build_model, conv2d
+from bayes_sgd.samplers import SGDSettings, SGDTrainer, stream_key
 from bayes_sgd.tasks import build_task
 
 CONV_CASES = [  # (H, W, kernel, stride, padding, C_in, C_out)
@@ -37,8 +35,8 @@ def test_im2col_matches_xla_convolution(H, W, k, s, pad, c_in, c_out):
     rng = np.random.default_rng(H * 100 + k)
     h = jnp.asarray(rng.standard_normal((3, H, W, c_in)), jnp.float32)
     w = jnp.asarray(rng.standard_normal((k, k, c_in, c_out)) / k, jnp.float32)
-    ref = np.asarray(_conv(h, w, (s, s), pad, "xla"), np.float64)
-    out = np.asarray(_conv(h, w, (s, s), pad, "im2col"), np.float64)
+    ref = np.asarray(conv2d(h, w, (s, s), pad, "xla"), np.float64)
+    out = np.asarray(conv2d(h, w, (s, s), pad, "im2col"), np.float64)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 

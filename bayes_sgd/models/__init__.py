@@ -10,9 +10,10 @@ import math
 
 from ._activations import ACTIVATIONS, get_activation
 from ._cnn import CNN
+from ._cnn import _conv as conv2d  # NHWC x HWIO, impl "xla" | "im2col" (the CPU default)
 from ._fcn import FCN
 
-__all__ = ["ACTIVATIONS", "CNN", "FCN", "build_model", "get_activation"]
+__all__ = ["ACTIVATIONS", "CNN", "FCN", "build_model", "conv2d", "get_activation"]
 
 
 def build_model(cfg, input_shape: tuple[int, ...]):
