@@ -173,6 +173,30 @@ class TorchSGDResult:
         return self.n_runs / self.seconds
 
 
+
+def _train_to_fit(net, opt, x, y, loss_fn, *, batch_size, max_epochs, fit_chunk):
+    """One torch network trained until it classifies (x, y) exactly, checked at every epoch
+    boundary (in chunks of ``fit_chunk`` inputs), or for ``max_epochs``; minibatches
+    reshuffled every epoch. -> (epochs trained, fitted)"""
+    import torch
+
+    m = len(x)
+    ep = 0
+    while True:
+        with torch.no_grad():
+            out = torch.cat([net(x[i:i + fit_chunk])[:, 0] for i in range(0, m, fit_chunk)])
+            if bool(((out > 0) == (y > 0.5)).all()):
+                return ep, True
+        if ep >= max_epochs:
+            return ep, False
+        perm = torch.randperm(m, device=x.device)
+        for i in range(0, m, batch_size):
+            idx = perm[i:i + batch_size]
+            opt.zero_grad()
+            loss_fn(net(x[idx])[:, 0], y[idx]).backward()
+            opt.step()
+        ep += 1
+
 def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8, widths=(40, 40),
                    sigma_w=1.0, sigma_b=1.0, max_epochs=2000, max_runs=20,
                    max_seconds=120.0, seed=0, threads: int | None = None,
@@ -201,21 +225,8 @@ def torch_sgd_loop(x_s: np.ndarray, y_s: np.ndarray, *, lr: float, batch_size=8,
             layers += [lin, torch.nn.ReLU()]
         net = torch.nn.Sequential(*layers[:-1]).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=lr)
-        ep, ok = 0, False
-        while True:
-            with torch.no_grad():
-                if bool(((net(x)[:, 0] > 0) == (y > 0.5)).all()):
-                    ok = True
-                    break
-            if ep >= max_epochs:
-                break
-            perm = torch.randperm(m, device=device)
-            for i in range(0, m, batch_size):
-                idx = perm[i:i + batch_size]
-                opt.zero_grad()
-                loss_fn(net(x[idx])[:, 0], y[idx]).backward()
-                opt.step()
-            ep += 1
+        ep, ok = _train_to_fit(net, opt, x, y, loss_fn, batch_size=batch_size,
+                               max_epochs=max_epochs, fit_chunk=m)
         epochs.append(ep)
         fitted.append(ok)
     return TorchSGDResult(len(epochs), time.perf_counter() - t0, epochs, fitted)
@@ -322,7 +333,6 @@ def torch_image_loop(model, x_s: np.ndarray, y_s: np.ndarray, *, optimizer="adam
     if x.ndim == 4:  # NHWC -> NCHW
         x = x.permute(0, 3, 1, 2).contiguous()
     y = torch.as_tensor(np.asarray(y_s, np.float32), device=device)
-    m = len(x)
     opt_cls = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}[optimizer]
     loss_fn = torch.nn.BCEWithLogitsLoss()
     fit_epochs, epochs = [], []
@@ -330,23 +340,9 @@ def torch_image_loop(model, x_s: np.ndarray, y_s: np.ndarray, *, optimizer="adam
     while len(epochs) < max_runs and (time.perf_counter() - t0 < max_seconds or not epochs):
         net = torch_image_net(model, device=device)
         opt = opt_cls(net.parameters(), lr=lr)
-        ep, fit = 0, -1
-        while True:
-            with torch.no_grad():
-                out = torch.cat([net(x[i:i + fit_chunk])[:, 0] for i in range(0, m, fit_chunk)])
-                if bool(((out > 0) == (y > 0.5)).all()):
-                    fit = ep
-                    break
-            if ep >= max_epochs:
-                break
-            perm = torch.randperm(m, device=device)
-            for i in range(0, m, batch_size):
-                idx = perm[i:i + batch_size]
-                opt.zero_grad()
-                loss_fn(net(x[idx])[:, 0], y[idx]).backward()
-                opt.step()
-            ep += 1
-        fit_epochs.append(fit)
+        ep, ok = _train_to_fit(net, opt, x, y, loss_fn, batch_size=batch_size,
+                               max_epochs=max_epochs, fit_chunk=fit_chunk)
+        fit_epochs.append(ep if ok else -1)
         epochs.append(ep)
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize()

@@ -75,6 +75,16 @@ def table(dataset, sizes, tests, *, sigma_w, sigma_b, depth, n_samples, k, seed=
     return rows
 
 
+def append_csv(path, rows: list[dict]) -> None:
+    """Append ``rows`` to the CSV table at ``path`` (its header written when the file is new)."""
+    new = not Path(path).exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
 def markdown(csv_path) -> str:
     """The README table from a CSV written by --out."""
     import pandas as pd
@@ -114,12 +124,7 @@ def main(argv=None):
     rows = table(a.dataset, a.sizes, a.tests, sigma_w=a.sigma_w, sigma_b=a.sigma_b,
                  depth=a.depth, n_samples=a.n_samples, k=a.k, path=a.data_path)
     if a.out:
-        new = not Path(a.out).exists()
-        with open(a.out, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            if new:
-                w.writeheader()
-            w.writerows(rows)
+        append_csv(a.out, rows)
     return 0
 
 

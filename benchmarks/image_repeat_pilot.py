@@ -23,7 +23,6 @@ the fit) with the overrides given; one line per e is printed and appended to ``-
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from gp_top_table import append_csv  # benchmarks/ is on sys.path when run as a script
 
 FASHION = ["task.dataset=fashion-mnist", "task.split=train", "task.test_split=test"]
 CONFIG = Path(__file__).resolve().parents[1] / "bayes_sgd" / "experiments" / "fig_images.toml"
@@ -123,12 +124,7 @@ def main(argv=None) -> int:
         print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                        for k, v in rows[-1].items()), flush=True)
     if a.out:
-        new = not Path(a.out).exists()
-        with open(a.out, "a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            if new:
-                w.writeheader()
-            w.writerows(rows)
+        append_csv(a.out, rows)
     return 0
 
 
