@@ -8,7 +8,8 @@ the predictive on E sampled 10^6 times, as ``gp_top_table.py``): how many functi
 seen >= 5 times if the same number of runs followed P_B (sum over sampled patterns of
 P(Binomial(N, p) >= 5), p = sampled frequency), the top function's P_B, and the share of SGD's
 runs whose function has P_B >= 5 / N (P_B from the sampled frequency: functions below 10^-5
-read as 0), i.e. that N runs can resolve.
+read as 0), i.e. that N runs can resolve, and how many of SGD's functions seen >= 5 times have
+such a P_B (``sgd_seen_ge5_pb_resolvable``: the quick-setting rule's count).
 
     python benchmarks/image_repeat_pilot.py --dataset mnist --train-size 1000 --runs 300
 
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
             dataset=a.dataset, S=m, E=e, width=a.width, runs=N, fitted=res.n_fitted,
             median_epochs=float(np.median(fit_ep)) if len(fit_ep) else float("nan"),
             sgd_distinct=len(sub), sgd_seen_ge5=int((c >= 5).sum()),
+            sgd_seen_ge5_pb_resolvable=int(((c >= 5) & (p_sgd_fns >= 5 / N)).sum()),
             sgd_top_share=round(c[0] / N, 3),
             sgd_top_errors=int((sub[0] != y_E[:e]).sum()),
             gp_top_p=float(p[0]), gp_top100_mass=float(p[:100].sum()),
