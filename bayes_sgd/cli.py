@@ -14,7 +14,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bayes-sgd", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run an experiment (default: the n=7 Boolean experiment)")
-    run.add_argument("config", nargs="?", help="TOML config (default: the embedded n=7 experiment)")
+    run.add_argument("config", nargs="?", help="TOML config (default: the embedded boolean_n7.toml)")
     run.add_argument("--out", help="results folder (default: results/<name>); rerun to resume")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field, e.g. --set samplers.sgd.lr=0.01")

@@ -18,9 +18,10 @@ def target_string() -> str:
 
 
 def config(n_runs: int):
+    from _baselines import QUICK_CONFIG
     from bayes_sgd.config import load_config
 
-    return load_config(None, [
+    return load_config(QUICK_CONFIG, [
         "task.kind=boolean", "task.n=7", f"task.target={target_string()}",
         f"task.train_size={TRAIN_SIZE}", "task.train_seed=0", "model.sigma_w=1.0",
         "model.sigma_b=1.0", "samplers.sgd.lr=0.01", "samplers.sgd.batch_size=8",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _baselines import (banner, chunk_rounds, interleave, numpy_prior_loop,  # noqa: E402
+from _baselines import (QUICK_CONFIG, banner, chunk_rounds, interleave, numpy_prior_loop,  # noqa: E402
                         timing_parser, verdict)
 
 FLOOR = 4.0
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
                                     run_rejection_chunks, stream_key)
     from bayes_sgd.tasks import build_task
 
-    cfg = load_config(None, ["samplers.rejection.record_prior=true"])
+    cfg = load_config(QUICK_CONFIG, ["samplers.rejection.record_prior=true"])
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.input_shape)
     layout = EvalLayout.for_task(task)

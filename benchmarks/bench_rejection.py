@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _baselines import (banner, chunk_rounds, interleave, numpy_rejection_loop,  # noqa: E402
+from _baselines import (QUICK_CONFIG, banner, chunk_rounds, interleave, numpy_rejection_loop,  # noqa: E402
                         timing_parser, verdict)
 
 FLOOR = 8.0
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     from bayes_sgd.samplers import RejectionResult, rejection_chunk_size
     from bayes_sgd.tasks import build_task
 
-    cfg = load_config(None, [f"task.train_size={args.train_size}"])
+    cfg = load_config(QUICK_CONFIG, [f"task.train_size={args.train_size}"])
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.input_shape)
     layout = EvalLayout.for_task(task)

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _baselines import (banner, check_jax_platform, select_jax_platform,  # noqa: E402
+from _baselines import (QUICK_CONFIG, banner, check_jax_platform, select_jax_platform,  # noqa: E402
                         torch_device, torch_sgd_loop, verdict)
 
 FLOOR = 100.0
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from bayes_sgd.models import build_model
     from bayes_sgd.tasks import build_task
 
-    cfg = load_config(None, [
+    cfg = load_config(QUICK_CONFIG, [
         "task.train_size=32", f"samplers.sgd.lr={args.lr}", f"samplers.sgd.n_runs={args.runs}",
         "samplers.sgd.batch_size=8", "samplers.sgd.optimizer=sgd", "samplers.sgd.loss=bce",
         f"samplers.sgd.max_epochs={args.max_epochs}"])

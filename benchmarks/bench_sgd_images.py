@@ -103,7 +103,7 @@ def torch_threads_for(model, task, args, device) -> tuple[int, str]:
 def bench_model(name: str, args, device) -> bool:
     import jax
 
-    from _baselines import banner, torch_image_loop, verdict
+    from _baselines import QUICK_CONFIG, banner, torch_image_loop, verdict
     from bayes_sgd.config import load_config
     from bayes_sgd.models import build_model
     from bayes_sgd.samplers import sgd_trainer_and_run_kwargs
@@ -111,7 +111,7 @@ def bench_model(name: str, args, device) -> bool:
 
     runs = args.fcn_runs if name == "fcn" else args.cnn_runs
     max_epochs = args.fcn_max_epochs if name == "fcn" else args.cnn_max_epochs
-    cfg = load_config(None, BASE + model_overrides(name, args.channels) + [
+    cfg = load_config(QUICK_CONFIG, BASE + model_overrides(name, args.channels) + [
         f"task.train_size={args.train_size}", f"samplers.sgd.n_runs={runs}",
         f"samplers.sgd.max_epochs={max_epochs}"])
     task = build_task(cfg.task)

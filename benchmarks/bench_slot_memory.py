@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     args = ap.parse_args(argv)
     os.environ.setdefault("BAYES_SGD_CPU_DEVICES", "1")
-    from _baselines import check_jax_platform, select_jax_platform
+    from _baselines import QUICK_CONFIG, check_jax_platform, select_jax_platform
     from bench_sgd_images import BASE, model_overrides
 
     select_jax_platform(args.device)
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     from bayes_sgd.samplers import SGDSettings, SGDTrainer, stream_key
     from bayes_sgd.tasks import build_task
 
-    cfg = load_config(None, BASE + model_overrides("fcn", 0) + [
+    cfg = load_config(QUICK_CONFIG, BASE + model_overrides("fcn", 0) + [
         "task.train_size=1000", "samplers.sgd.n_runs=1000000", "samplers.sgd.max_epochs=1"])
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.input_shape)

@@ -10,9 +10,16 @@ function table and analysis) ran clean under strict promotion when this was chec
 """
 from __future__ import annotations
 
+from importlib import resources
+
 import numpy as np
 import pytest
 from scipy.special import erf
+
+# The old default experiment (and4, |S| = 16, SGD lr 0.1, 6e6 rejection samples), kept in the
+# package as a small fixed config. Tests that start from "a full n = 7 config" load it by path,
+# so they neither change meaning nor slow down when the default (boolean_n7.toml) changes.
+QUICK_CONFIG = str(resources.files("bayes_sgd") / "experiments" / "quick_and4_n7.toml")
 
 NP_ACTIVATIONS = {
     "relu": lambda h: np.maximum(h, 0.0),
@@ -96,7 +103,7 @@ def shared_tiny_results(tmp_path_factory, overrides=TINY):
             time.sleep(0.5)
         return out
     try:
-        run_experiment(load_config(None, list(overrides)), out, show_progress=False)
+        run_experiment(load_config(QUICK_CONFIG, list(overrides)), out, show_progress=False)
     except BaseException:
         (lock / "failed").write_text("x")
         raise

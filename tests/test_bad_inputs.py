@@ -18,6 +18,8 @@ import pytest
 
 from bayes_sgd import cli
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 BASE = ["--set", "name='bad-input'", "--set", "task.n=4", "--set", "task.target=and2",
         "--set", "task.train_size=4", "--set", "model.widths=[4]",
         "--set", "samplers.rejection.n_samples=2048", "--set", "samplers.rejection.chunk_size=256",
@@ -29,7 +31,7 @@ BASE = ["--set", "name='bad-input'", "--set", "task.n=4", "--set", "task.target=
 def complete(tmp_path_factory):
     """A complete results folder of BASE, made by a real (tiny) run."""
     out = tmp_path_factory.mktemp("complete") / "run"
-    assert cli.main(["run", "--out", str(out), "--quiet", *BASE]) == 0
+    assert cli.main(["run", QUICK_CONFIG, "--out", str(out), "--quiet", *BASE]) == 0
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
     return out
 
@@ -143,7 +145,9 @@ def _run(argv, complete, tmp_path, capsys):
     before = _hashes(out)
     if "--out" not in argv:
         argv = [*argv, "--out", str(out)]
-    code = cli.main(["run", "--quiet", *BASE, *argv])
+    # the small fixed config, unless the case gives its own config file first
+    config = [] if not argv[0].startswith("-") else [QUICK_CONFIG]
+    code = cli.main(["run", *config, "--quiet", *BASE, *argv])
     err = capsys.readouterr().err
     return code, err, before, _hashes(out)
 
@@ -195,7 +199,7 @@ def test_damaged_checkpoint_never_destroys_results(name, damage, complete, tmp_p
     damage(out / "checkpoints" / name)
     results = {k: v for k, v in _hashes(out).items() if not k.startswith("checkpoints")}
     try:
-        code = cli.main(["run", "--quiet", *BASE, "--out", str(out)])
+        code = cli.main(["run", QUICK_CONFIG, "--quiet", *BASE, "--out", str(out)])
     finally:
         err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -220,7 +224,7 @@ def test_locked_folder_is_refused(holder, complete, tmp_path, capsys):
             if holder == "live process" else "{not json")
     (out / ".lock").write_text(text)
     before = _hashes(out)
-    code = cli.main(["run", "--quiet", *BASE, "--out", str(out)])
+    code = cli.main(["run", QUICK_CONFIG, "--quiet", *BASE, "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and err.count("\n") == 1
     assert "in use by" in err and ".lock" in err

@@ -16,6 +16,8 @@ from bayes_sgd.models import FCN
 from bayes_sgd.samplers import EvalLayout, GPProblem
 from bayes_sgd.tasks import boolean_inputs, boolean_task, build_task, parse_target
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 
 def brute_force(n, encoding):
     """All n-bit inputs in truth-table order (itertools.product over the encoded values)."""
@@ -49,16 +51,30 @@ def test_pm1_changes_only_the_inputs(kw):
     assert p.meta["train_mask"] == b.meta["train_mask"] and p.meta["encoding"] == "pm1"
 
 
-def test_default_config_is_binary_and_unchanged():
-    # the default stays the 0/1 encoding with all 2^n inputs: the task equals the brute-force
-    # 0/1 rows and the split the package always drew (train_mask of size 16, seed 0)
-    cfg = load_config()
+def test_quick_config_is_binary_and_unchanged():
+    # the old default (quick_and4_n7) stays the 0/1 encoding with all 2^n inputs: the task
+    # equals the brute-force 0/1 rows and the split the package always drew (16, seed 0)
+    cfg = load_config(QUICK_CONFIG)
     assert (cfg.task.encoding, cfg.task.drop_zero_input) == ("binary", False)
     task = build_task(cfg.task)
     ref = brute_force(7, "binary")
     mask = np.zeros(128, bool)
     mask[np.random.default_rng(0).choice(128, 16, replace=False)] = True
     np.testing.assert_array_equal(task.train_index, np.flatnonzero(mask))
+    np.testing.assert_array_equal(task.x_train, ref[mask])
+    np.testing.assert_array_equal(task.x_test, ref[~mask])
+    assert "encoding" not in task.meta and "dropped_inputs" not in task.meta
+
+
+def test_default_config_is_binary_on_all_inputs():
+    # the default (the authors' target 6, 0/1 inputs, all 128 of them [NNflags, NNdata])
+    from bayes_sgd.reproduce import PAPER_S6_N7
+
+    cfg = load_config()
+    assert (cfg.task.encoding, cfg.task.drop_zero_input) == ("binary", False)
+    task = build_task(cfg.task)
+    ref = brute_force(7, "binary")
+    mask = np.array([c == "1" for c in PAPER_S6_N7])
     np.testing.assert_array_equal(task.x_train, ref[mask])
     np.testing.assert_array_equal(task.x_test, ref[~mask])
     assert "encoding" not in task.meta and "dropped_inputs" not in task.meta
@@ -126,7 +142,7 @@ def test_drop_zero_input_mask_and_size_limits():
 ])
 def test_config_errors_name_the_field(items, field):
     with pytest.raises(ConfigError) as e:
-        load_config(None, items)
+        load_config(QUICK_CONFIG, items)
     assert str(e.value).startswith(field), str(e.value)
 
 
@@ -140,7 +156,7 @@ def test_config_errors_name_the_field(items, field):
     ["task.encoding=pm1", "samplers.rejection.record_prior=true"],
 ])
 def test_valid_combinations_load(items):
-    load_config(None, items)
+    load_config(QUICK_CONFIG, items)
 
 
 @pytest.mark.parametrize("drop", [False, True])
@@ -171,7 +187,7 @@ def test_sgd_trainer_reads_the_encoded_inputs():
     from bayes_sgd.models import build_model
     from bayes_sgd.samplers import SGDSettings, SGDTrainer
 
-    cfg = load_config(None, ["task.encoding=pm1", "task.train_size=20", "task.train_seed=2"])
+    cfg = load_config(QUICK_CONFIG, ["task.encoding=pm1", "task.train_size=20", "task.train_seed=2"])
     t = build_task(cfg.task)
     model = build_model(cfg.model, t.input_shape)
     tr = SGDTrainer(model, t, SGDSettings.from_config(cfg.samplers.sgd), stream=jax.random.key(0))

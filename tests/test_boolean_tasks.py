@@ -10,6 +10,8 @@ from bayes_sgd.complexity import lz_complexity
 from bayes_sgd.config import load_config
 from bayes_sgd.tasks import PRESETS, boolean_inputs, boolean_task, build_task, parse_target, train_mask
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 
 def rows(n):
     """All n-bit tuples in truth-table order: row i = binary of i, most significant bit first."""
@@ -181,8 +183,8 @@ def test_full_table_puts_target_on_s_and_f_on_e():
     assert task.full_table(f.reshape(5, 1, -1)).shape == (5, 1, 64)
 
 
-def test_build_task_from_default_config():
-    cfg = load_config()
+def test_build_task_from_quick_config():
+    cfg = load_config(QUICK_CONFIG)
     task = build_task(cfg.task)
     ref = boolean_task(7, "and4", train_size=16, seed=0)
     np.testing.assert_array_equal(task.train_index, ref.train_index)
@@ -190,5 +192,22 @@ def test_build_task_from_default_config():
     assert task.m == 16 and task.n_test == 112
     # README: "1 of the 16 training labels is 1"
     assert task.y_train.sum() == 1
-    task2 = build_task(load_config(None, ["task.train_mask='" + "01" * 64 + "'"]).task)
+    task2 = build_task(load_config(QUICK_CONFIG, ["task.train_mask='" + "01" * 64 + "'"]).task)
     np.testing.assert_array_equal(task2.train_index, np.arange(1, 128, 2))
+
+
+def test_build_task_from_default_config():
+    """The default is the authors' target 6, f = x6 (bit 6 of 7, value 2 of row i), on their S."""
+    from bayes_sgd.reproduce import PAPER_S6_N7
+
+    task = build_task(load_config().task)
+    s = np.array([c == "1" for c in PAPER_S6_N7])
+    truth = (np.arange(128) >> 1) & 1  # x6 of row i = binary of i, most significant bit first
+    assert (task.m, task.n_test) == (32, 96)
+    np.testing.assert_array_equal(task.train_index, np.flatnonzero(s))
+    np.testing.assert_array_equal(task.y_train, truth[s])
+    np.testing.assert_array_equal(task.y_test, truth[~s])
+    np.testing.assert_array_equal(task.x_train, np.array(rows(7))[s])
+    # docs/reproduction.md: C_LZ 28.0, 64 ones, 17 of them in S
+    assert (task.y_train.sum(), truth.sum()) == (17, 64)
+    assert lz_complexity("".join(map(str, truth))) == 28.0

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -14,10 +15,14 @@ from bayes_sgd.config import (Config, ConfigError, config_from_dict, default_con
                               load_config)
 from bayes_sgd.tasks import build_task
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
 
-def test_default_config_equals_the_toml_file():
-    raw = tomllib.loads(default_config_path().read_text())
-    cfg = load_config()
+
+@pytest.mark.parametrize("path", [None, QUICK_CONFIG], ids=["default", "quick"])
+def test_config_equals_the_toml_file(path):
+    file = default_config_path() if path is None else Path(path)
+    raw = tomllib.loads(file.read_text())
+    cfg = load_config(path)
     assert isinstance(cfg, Config)
     # every value present in the file is the loaded value, section by section
     for section in ("task", "model"):
@@ -30,18 +35,52 @@ def test_default_config_equals_the_toml_file():
     assert cfg.analysis.min_counts == raw["analysis"]["min_counts"]
     # fields the file leaves out keep the dataclass defaults
     assert cfg.samplers.sgd.sgld_temperature == 0.0
-    assert cfg.samplers.gp.enabled is False and cfg.samplers.nuts.enabled is False
+    assert cfg.samplers.nuts.enabled is False
     assert cfg.analysis.plot is True
-    # the values the README documents for the default experiment
+    assert load_config(file) == cfg
+
+
+def test_default_config_is_the_papers_target_6():
+    """The values the README documents for the default experiment: the authors' target 6 with
+    its own S (PAPER_TARGETS_N7, from their analysis script) at the paper's SGD settings."""
+    from bayes_sgd.reproduce import PAPER_S6_N7, PAPER_TARGETS_N7
+
+    cfg = load_config()
+    assert cfg.name == "boolean_n7"
+    assert (cfg.task.n, cfg.task.target, cfg.task.train_mask) == (7, "0011" * 32, PAPER_S6_N7)
+    assert PAPER_TARGETS_N7["t6"][:2] == (cfg.task.target, cfg.task.train_mask)
+    assert cfg.task.train_mask.count("1") == 32
+    assert (cfg.task.encoding, cfg.task.drop_zero_input) == ("binary", False)
+    assert (cfg.model.widths, cfg.model.sigma_w, cfg.model.sigma_b) == ([40, 40], 1.0, 1.0)
+    sgd = cfg.samplers.sgd
+    assert (sgd.optimizer, sgd.lr, sgd.batch_size, sgd.loss) == ("sgd", 0.01, 8, "bce")
+    assert (sgd.max_epochs, sgd.epochs_after_fit) == (5000, 0)
+    gp = cfg.samplers.gp
+    assert (gp.enabled, gp.method, gp.mode, gp.kernel) == (True, "ep", "joint", "analytic")
+    assert gp.max_functions >= sgd.n_runs  # every function SGD finds is scored
+    assert sgd.n_runs == 20_000
+    rej = cfg.samplers.rejection
+    assert (rej.enabled, rej.n_samples, rej.output_draws) == (True, 100_000_000, 64)
+    # the same settings as the paper-scale file, but the sample counts
+    paper = load_config(default_config_path().with_name("paper_targets_n7.toml"))
+    assert cfg.model == paper.model
+    for k in ("optimizer", "lr", "batch_size", "loss", "max_epochs", "epochs_after_fit"):
+        assert getattr(sgd, k) == getattr(paper.samplers.sgd, k), k
+
+
+def test_quick_config_is_the_old_default():
+    cfg = load_config(QUICK_CONFIG)
+    assert cfg.name == "quick_and4_n7"
     assert (cfg.task.n, cfg.task.target, cfg.task.train_size) == (7, "and4", 16)
     assert cfg.model.widths == [40, 40]
     assert cfg.samplers.rejection.n_samples == 6_000_000
     assert cfg.samplers.sgd.n_runs == 10_000
-    assert load_config(default_config_path()) == cfg
+    assert cfg.samplers.sgd.lr == 0.1
+    assert cfg.samplers.gp.enabled is False
 
 
 def test_to_dict_roundtrip():
-    cfg = load_config(None, ["model.widths=[3, 4, 5]", "samplers.sgd.lr=0.25"])
+    cfg = load_config(QUICK_CONFIG, ["model.widths=[3, 4, 5]", "samplers.sgd.lr=0.25"])
     assert config_from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
@@ -70,13 +109,13 @@ OVERRIDES = [  # (--set item, path, expected value, expected type)
 
 @pytest.mark.parametrize("item, path, value, tp", OVERRIDES, ids=[o[0][:40] for o in OVERRIDES])
 def test_set_overrides(item, path, value, tp):
-    cfg = load_config(None, [item])
+    cfg = load_config(QUICK_CONFIG, [item])
     node = cfg
     for p in path:
         node = getattr(node, p)
     assert node == value and type(node) is tp
     # nothing else changed
-    base = load_config().to_dict()
+    base = load_config(QUICK_CONFIG).to_dict()
     got = cfg.to_dict()
     d_base, d_got = base, got
     for p in path[:-1]:
@@ -86,7 +125,7 @@ def test_set_overrides(item, path, value, tp):
 
 
 def test_later_set_wins():
-    cfg = load_config(None, ["task.n=5", "task.n=6"])
+    cfg = load_config(QUICK_CONFIG, ["task.n=5", "task.n=6"])
     assert cfg.task.n == 6
 
 
@@ -161,13 +200,13 @@ BAD = [  # (--set items, substring the message must contain)
 @pytest.mark.parametrize("items, field", BAD, ids=[" ".join(b[0]) for b in BAD])
 def test_bad_overrides_raise_config_error_naming_field(items, field):
     with pytest.raises(ConfigError) as e:
-        load_config(None, items)
+        load_config(QUICK_CONFIG, items)
     assert field in str(e.value)
     assert isinstance(e.value, ValueError)  # the CLI catches it as such
 
 
 def test_cnn_lists_of_matching_length_pass():
-    cfg = load_config(None, ["task.kind=image", "model.arch=cnn", "model.filters=[4, 4]",
+    cfg = load_config(QUICK_CONFIG, ["task.kind=image", "model.arch=cnn", "model.filters=[4, 4]",
                              "model.kernel_sizes=[3, 3]", "model.strides=[1, 2]",
                              "model.padding=['SAME', 'VALID']"])
     assert cfg.model.strides == [1, 2]
@@ -182,7 +221,7 @@ def test_cnn_lists_of_matching_length_pass():
      "model.strides=[1, 1]", "model.padding=['VALID', 'VALID']"],  # an 8x8 kernel on 8x8 digits: just fits
 ])
 def test_within_the_limits_passes(items):
-    load_config(None, items)
+    load_config(QUICK_CONFIG, items)
 
 
 def test_exact_max_dim_matches_the_gp():
@@ -216,24 +255,24 @@ def test_file_values_validated_too(tmp_path):
 
 def test_error_message_format():
     with pytest.raises(ConfigError) as e:
-        load_config(None, ["samplers.sgd.lr=-1"])
+        load_config(QUICK_CONFIG, ["samplers.sgd.lr=-1"])
     # the README shows "got -1"; the value is coerced to float before the range check
     assert re.fullmatch(r"samplers\.sgd\.lr: expected a number >= 0\.0, got -1(\.0)?", str(e.value))
     with pytest.raises(ConfigError) as e:
-        load_config(None, ["samplers.sgd.momentum=2"])
+        load_config(QUICK_CONFIG, ["samplers.sgd.momentum=2"])
     assert re.fullmatch(r"samplers\.sgd\.momentum: expected a number in \[0\.0, 1\.0\], got 2(\.0)?",
                         str(e.value))
 
 
 def test_section_error_names_section_without_trailing_dot():
     with pytest.raises(ConfigError, match=r"^task: expected a table"):
-        load_config(None, ["task=3"])
+        load_config(QUICK_CONFIG, ["task=3"])
 
 
 @pytest.mark.parametrize("value", ["1000", "'1000'"], ids=["bare", "quoted"])
 def test_set_truth_table_starting_with_one(value):
     # a bare value must not become the integer 1000; the quoted form (the old workaround) works too
-    assert load_config(None, ["task.n=2", "task.train_size=2", f"task.target={value}"]).task.target == "1000"
+    assert load_config(QUICK_CONFIG, ["task.n=2", "task.train_size=2", f"task.target={value}"]).task.target == "1000"
 
 
 def test_default_task_target_builds():
@@ -257,7 +296,7 @@ CLI_BAD = [
 def test_cli_bad_set_returns_2_and_writes_nothing(tmp_path, capsys, monkeypatch, args, field):
     monkeypatch.chdir(tmp_path)  # the default --out results/<name> would land here
     out = tmp_path / "res"
-    rc = cli.main(["run", "--out", str(out), "--quiet", *args])
+    rc = cli.main(["run", QUICK_CONFIG, "--out", str(out), "--quiet", *args])
     err = capsys.readouterr().err
     assert rc == 2
     assert f"error: {field}" in err
@@ -273,16 +312,16 @@ def test_cli_missing_config_file(tmp_path, capsys):
 
 
 def test_cli_config_prints_resolved_config(capsys):
-    rc = cli.main(["config", "--set", "task.n=5", "--set", "model.widths=[3]"])
+    rc = cli.main(["config", QUICK_CONFIG, "--set", "task.n=5", "--set", "model.widths=[3]"])
     assert rc == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == load_config(None, ["task.n=5", "model.widths=[3]"]).to_dict()
+    assert printed == load_config(QUICK_CONFIG, ["task.n=5", "model.widths=[3]"]).to_dict()
     assert printed["task"]["n"] == 5 and printed["model"]["widths"] == [3]
 
 
 def test_dataclass_fields_all_have_specs():
     # every leaf field is reachable by --set: set each to its own default and reload
-    cfg = load_config()
+    cfg = load_config(QUICK_CONFIG)
     items = []
 
     def walk(obj, prefix):
@@ -295,7 +334,7 @@ def test_dataclass_fields_all_have_specs():
 
     walk(cfg, "")
     assert len(items) > 50
-    assert load_config(None, items) == cfg
+    assert load_config(QUICK_CONFIG, items) == cfg
 
 
 @pytest.mark.parametrize("arg", [5, 2.5, [1, 2], ("a",), b"path", object()])

@@ -24,8 +24,11 @@ SCRIPT = textwrap.dedent("""
     from bayes_sgd.models import build_model
     from bayes_sgd.samplers import EvalLayout, make_chunk_fn, run_rejection_chunks, stream_key
     from bayes_sgd.tasks import build_task
+    from importlib import resources
 
-    cfg = load_config(None, ["task.n=5", "task.target=and3", "task.train_size=6",
+    # the small fixed n = 7 config (conftest.QUICK_CONFIG; this runs in a subprocess)
+    QUICK_CONFIG = str(resources.files("bayes_sgd") / "experiments" / "quick_and4_n7.toml")
+    cfg = load_config(QUICK_CONFIG, ["task.n=5", "task.target=and3", "task.train_size=6",
                              "model.widths=[8]", "samplers.sgd.max_epochs=300",
                              "samplers.sgd.batch_size=4", "samplers.sgd.lr=0.003",
                              "samplers.sgd.n_runs=96"])

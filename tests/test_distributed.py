@@ -21,6 +21,8 @@ from bayes_sgd.models import build_model
 from bayes_sgd.samplers import EvalLayout, make_chunk_fn, run_rejection_chunks, stream_key
 from bayes_sgd.tasks import build_task
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 distributed = pytest.importorskip("distributed")
 
 OVERRIDES = [
@@ -34,7 +36,7 @@ OVERRIDES = [
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(None, OVERRIDES)
+    return load_config(QUICK_CONFIG, OVERRIDES)
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ from bayes_sgd.config import config_from_dict, load_config
 from bayes_sgd.experiment import Interrupted, ResultsFolderError, run_experiment
 from bayes_sgd.function_table import COLUMNS
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 OVERRIDES = [
     "name='tiny'", "seed=3", "task.n=5", "task.target=and3", "task.train_size=6",
     "model.widths=[8]", "samplers.rejection.n_samples=20000",
@@ -33,7 +35,7 @@ OVERRIDES = [
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config(None, OVERRIDES)
+    return load_config(QUICK_CONFIG, OVERRIDES)
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +221,7 @@ def test_rerun_same_config_resumes_without_work(run_a, cfg, monkeypatch):
 def test_different_config_same_folder_is_refused(run_a, cfg):
     out, _ = run_a
     before = (out / "manifest.json").read_text()
-    other = load_config(None, OVERRIDES + ["seed=4"])
+    other = load_config(QUICK_CONFIG, OVERRIDES + ["seed=4"])
     with pytest.raises(ResultsFolderError, match="different config"):
         run_experiment(other, out, show_progress=False)
     assert (out / "manifest.json").read_text() == before
@@ -331,9 +333,9 @@ def test_corrupt_manifest_is_refused(cfg, tmp_path, monkeypatch):
 def test_bad_task_fails_before_the_folder_is_created(tmp_path, monkeypatch):
     _must_not_run(monkeypatch)
     with pytest.raises(ValueError, match="task.target: expected a truth table of 2\\^5 = 32"):
-        load_config(None, OVERRIDES + ["task.target='0101'"])
+        load_config(QUICK_CONFIG, OVERRIDES + ["task.target='0101'"])
     # a Config changed after validation is checked again when the task is built
-    good = load_config(None, OVERRIDES)
+    good = load_config(QUICK_CONFIG, OVERRIDES)
     bad = dataclasses.replace(good, task=dataclasses.replace(good.task, target="0101"))
     with pytest.raises(ValueError, match="task.target"):
         run_experiment(bad, tmp_path / "x", show_progress=False)

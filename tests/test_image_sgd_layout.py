@@ -20,6 +20,8 @@ from bayes_sgd.models import CNN, build_model, conv2d
 from bayes_sgd.samplers import SGDSettings, SGDTrainer, stream_key
 from bayes_sgd.tasks import build_task
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 CONV_CASES = [  # (H, W, kernel, stride, padding, C_in, C_out)
     (28, 28, 5, 1, "VALID", 1, 4),
     (24, 24, 2, 1, "SAME", 4, 3),
@@ -42,7 +44,7 @@ def test_im2col_matches_xla_convolution(H, W, k, s, pad, c_in, c_out):
 
 
 def _digits_task_and_cnn(conv: str):
-    cfg = load_config(None, [
+    cfg = load_config(QUICK_CONFIG, [
         "task.kind=image", "task.dataset=digits", "task.train_size=40", "task.test_size=20",
         "task.train_seed=3", "model.arch=cnn", "model.filters=[4,4]",
         "model.kernel_sizes=[3,2]", "model.strides=[1,1]", 'model.padding=["VALID","SAME"]',

@@ -25,6 +25,8 @@ import pytest
 from bayes_sgd.config import load_config
 from bayes_sgd.experiment import run_experiment
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 OVERRIDES = [
     "name='kill-resume'", "seed=3", "task.n=5", "task.target=and3", "task.train_size=6",
     "model.widths=[8]", "samplers.rejection.n_samples=2000000",
@@ -37,7 +39,7 @@ CLI = [sys.executable, "-m", "bayes_sgd.cli"]  # what the bayes-sgd console scri
 
 
 def _start(out):
-    cmd = CLI + ["run", "--out", str(out), "--quiet"] + [a for o in OVERRIDES for a in ("--set", o)]
+    cmd = CLI + ["run", QUICK_CONFIG, "--out", str(out), "--quiet"] + [a for o in OVERRIDES for a in ("--set", o)]
     env = dict(os.environ, BAYES_SGD_CHECKPOINT_SECONDS="0.2")
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -58,7 +60,7 @@ def _wait_for_write(path, proc, before, timeout=240.0):
 
 def test_killed_runs_resume_to_the_uninterrupted_counts(tmp_path):
     ref = tmp_path / "ref"
-    run_experiment(load_config(None, OVERRIDES), ref, show_progress=False)
+    run_experiment(load_config(QUICK_CONFIG, OVERRIDES), ref, show_progress=False)
 
     out = tmp_path / "killed"
     rng = np.random.default_rng(20261201)

@@ -12,6 +12,8 @@ import pytest
 
 from bayes_sgd.progress import PlainProgress, progress, progress_seconds
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^(rejection|sgd): (done |stopped at )?[\d,]+/[\d,]+ (net|run) \([\d.]+ %\), "
                   r"[\d.,e+-]+ (net|run)/s, [\d,]+ s elapsed")
@@ -78,7 +80,7 @@ def test_a_run_logged_to_a_file_has_plain_lines(tmp_path):
     returns), each stage ends with its 'done' line."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), BAYES_SGD_PROGRESS_SECONDS="0.2")
     r = subprocess.run(
-        [sys.executable, "-m", "bayes_sgd.cli", "run", "--out", str(tmp_path / "r"),
+        [sys.executable, "-m", "bayes_sgd.cli", "run", QUICK_CONFIG, "--out", str(tmp_path / "r"),
          "--set", "task.n=4", "--set", "task.train_size=4", "--set", "model.widths=[8]",
          "--set", "samplers.rejection.n_samples=4096", "--set", "samplers.rejection.chunk_size=256",
          "--set", "samplers.sgd.n_runs=64", "--set", "analysis.plot=false"],

@@ -12,14 +12,14 @@ from bayes_sgd import plotting, results
 from bayes_sgd.config import load_config
 from bayes_sgd.reproduce import FIGURES, TARGETS_N7, figure_configs, reproduce
 
-from conftest import TINY, shared_tiny_results  # noqa: E402  (shared helper)
+from conftest import QUICK_CONFIG, TINY, shared_tiny_results  # noqa: E402  (shared helper)
 
 
 def test_same_seed_and_config_give_identical_counts(tmp_path, tmp_path_factory):
     from bayes_sgd.experiment import run_experiment
 
     one = shared_tiny_results(tmp_path_factory)  # built by whichever test came first
-    s2 = run_experiment(load_config(None, TINY), tmp_path / "two", show_progress=False)
+    s2 = run_experiment(load_config(QUICK_CONFIG, TINY), tmp_path / "two", show_progress=False)
     f1 = pd.read_parquet(one / "functions.parquet")
     f2 = pd.read_parquet(tmp_path / "two" / "functions.parquet")
     assert len(f1) > 10 and set(f1["sampler"]) == {"rejection", "prior", "sgd"}

@@ -29,6 +29,8 @@ from bayes_sgd.function_table import counter_frame
 from bayes_sgd.results_folder import ResultsFolderError, folder_lock
 from bayes_sgd.samplers import RunContext, Sampler, SamplerOutput, register, unregister
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 
 @dataclass
 class UniformConfig(SamplerSection):
@@ -94,7 +96,7 @@ OVERRIDES = ["name=toy", "seed=5", "task.n=4", "task.target=and2", "task.train_s
 
 
 def _cfg():
-    return load_config(None, OVERRIDES)
+    return load_config(QUICK_CONFIG, OVERRIDES)
 
 
 def _reference(cfg, task_n_test=8):
@@ -158,12 +160,12 @@ def test_damaged_checkpoint_keeps_finished_results(uniform, tmp_path, capsys, ho
     assert {f: (out / f).read_bytes() for f in RESULTS} == before
     # the command line: one line, exit status 2, no traceback
     capsys.readouterr()
-    code = cli.main(["run", "--out", str(out), "--quiet", *_cli_set()])
+    code = cli.main(["run", QUICK_CONFIG, "--out", str(out), "--quiet", *_cli_set()])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "uniform.npz" in err and "Traceback" not in err
     assert {f: (out / f).read_bytes() for f in RESULTS} == before
     # --restart discards the checkpoint and finishes the folder again, same tables
-    code = cli.main(["run", "--out", str(out), "--quiet", "--restart", *_cli_set()])
+    code = cli.main(["run", QUICK_CONFIG, "--out", str(out), "--quiet", "--restart", *_cli_set()])
     assert code == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out / "functions.parquet"),
                                   pd.read_parquet(io.BytesIO(before["functions.parquet"])))
@@ -272,7 +274,7 @@ def test_memory_bounded_by_chunk_not_by_requested_total(sampler, overrides, tmp_
             raise Interrupted("SIGINT")
         monkeypatch.setattr(_rejection_runner, "run_rejection_chunks", first)
     other = "rejection" if sampler == "sgd" else "sgd"
-    cfg = load_config(None, ["task.n=4", "task.target=and2", "task.train_size=8",
+    cfg = load_config(QUICK_CONFIG, ["task.n=4", "task.target=and2", "task.train_size=8",
                              "model.widths=[4]", f"samplers.{other}.enabled=false", *overrides])
     tracemalloc.start()
     try:
@@ -305,7 +307,7 @@ def test_cross_field_checks_in_config(overrides, message):
     from bayes_sgd.config import ConfigError
 
     with pytest.raises(ConfigError) as e:
-        load_config(None, overrides)
+        load_config(QUICK_CONFIG, overrides)
     assert str(e.value).startswith(message)
 
 
@@ -313,10 +315,10 @@ def test_a_registered_sampler_counts_towards_enabled_samplers(uniform):
     from bayes_sgd.config import ConfigError
 
     with pytest.raises(ConfigError, match="at least one of rejection, sgd, nuts, uniform enabled"):
-        load_config(None, ["samplers.rejection.enabled=false", "samplers.sgd.enabled=false"])
-    cfg = load_config(None, ["samplers.rejection.enabled=false", "samplers.sgd.enabled=false",
+        load_config(QUICK_CONFIG, ["samplers.rejection.enabled=false", "samplers.sgd.enabled=false"])
+    cfg = load_config(QUICK_CONFIG, ["samplers.rejection.enabled=false", "samplers.sgd.enabled=false",
                              "samplers.uniform.enabled=true"])
     assert cfg.samplers.uniform.n_chunks == 6
     assert "uniform" in cfg.to_dict()["samplers"]
     # disabled, a registered section stays out of to_dict (other configs' manifests unchanged)
-    assert "uniform" not in load_config(None, []).to_dict()["samplers"]
+    assert "uniform" not in load_config(QUICK_CONFIG, []).to_dict()["samplers"]

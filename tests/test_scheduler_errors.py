@@ -12,6 +12,8 @@ from bayes_sgd import cli
 from bayes_sgd.distributed import (CONNECT_SECONDS, SchedulerError, check_scheduler_address,
                                    connect_seconds)
 
+from conftest import QUICK_CONFIG  # noqa: E402  (shared helper)
+
 pytest.importorskip("distributed")
 
 GOOD = ["tcp://127.0.0.1:8786", "tcp://192.0.2.1:8786", "tls://scheduler.example.org:8786",
@@ -42,7 +44,7 @@ def test_a_refusing_scheduler_gets_one_line_and_the_folder_resumes(tmp_path, cap
     """A closed loopback port: Dask retries until the timeout (2 s here), then one line."""
     monkeypatch.setenv("BAYES_SGD_SCHEDULER_TIMEOUT", "2")
     out = tmp_path / "r"
-    argv = ["run", "--quiet", "--out", str(out), "--set", "task.n=4", "--set",
+    argv = ["run", QUICK_CONFIG, "--quiet", "--out", str(out), "--set", "task.n=4", "--set",
             "task.train_size=4", "--set", "model.widths=[4]", "--set",
             "samplers.rejection.n_samples=1024", "--set", "samplers.rejection.chunk_size=256",
             "--set", "samplers.sgd.enabled=false", "--set", "analysis.plot=false"]
