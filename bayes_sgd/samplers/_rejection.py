@@ -363,13 +363,13 @@ class RejectionChunkFn:
     def __call__(self, key):
         return self.collect(self.dispatch(key))
 
-    def warm(self, devices=None, fit_sizes=(1, 2, 4), *, spmd: bool = False) -> None:
-        """Compile the executables: on every device (executables are per device), or with
-        ``spmd`` once over the mesh of ``devices`` (``dispatch_many``) and E once on the default
-        device; the S (or full) executable and, without the prior, E for chunks with
-        ``fit_sizes`` fits."""
+    def warm(self, devices=None, fit_sizes=(1, 2, 4), *, spmd: bool | None = None) -> None:
+        """Compile the executables ``run_rejection_chunks`` uses for ``devices``: with ``spmd``
+        (default ``SPMD``) once over the mesh of ``devices`` (``dispatch_many``) and E once on
+        the default device, else on every device (executables are per device); the S (or
+        full) executable and, without the prior, E for chunks with ``fit_sizes`` fits."""
         key0 = jax.random.key(0)
-        meshed = bool(spmd and devices and len(devices) > 1)
+        meshed = bool((SPMD if spmd is None else spmd) and devices and len(devices) > 1)
         if meshed:
             jax.block_until_ready(self.dispatch_many(key0, [0], devices)[2])
             if self.record_prior:

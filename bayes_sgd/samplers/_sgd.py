@@ -385,6 +385,29 @@ class SGDTrainer:
         self._mesh_cache[devices] = fns
         return fns
 
+    def warm(self, devices=None, *, spmd: bool | None = None) -> float:
+        """Compile the executables ``run`` uses for ``devices`` (``spmd`` as there) and run them
+        once on idle slots; returns the seconds taken (the start-up cost)."""
+        t0 = time.perf_counter()
+        devs = list(devices) if devices else [None]
+        P = self.P
+        K = min(P, max(8, P // 4))
+        if (SPMD if spmd is None else spmd) and len(devs) > 1:
+            fns, n = self.mesh_fns(devs), len(devs) * P
+            steps = [(jax.device_put(self.empty_state(n), fns.split), fns, len(devs) * K)]
+        else:
+            steps = [(self.empty_state() if d is None else jax.device_put(self.empty_state(), d),
+                      self, K) for d in devs]
+        outs = []
+        for st, f, k in steps:
+            n = st.epoch.shape[0]
+            st = f.refill(st, np.ones(n, bool), np.full(n, -1, np.int32))
+            st = f.run_epochs(st, np.int32(1))
+            outs.append(f.harvest_and_refill(st, np.zeros(k, np.int32), np.zeros(n, bool),
+                                             np.full(n, -1, np.int32)))
+        jax.block_until_ready(outs)
+        return time.perf_counter() - t0
+
     def empty_state(self, n: int | None = None) -> SlotState:
         """``n`` idle slots (default ``P``)."""
         n = self.P if n is None else n
