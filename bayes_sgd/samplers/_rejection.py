@@ -113,8 +113,11 @@ FORWARD_SUB_BATCH = 8
 # time per chunk), so it is only worth it once most chunks have fits: the path switches when
 # more than this fraction of the chunks so far had at least one.
 GATHER_IN_S_ABOVE = 0.3
-# Several devices: one executable over the device mesh (``RejectionChunkFn.dispatch_many``)
-SPMD = True
+# Several devices: one executable over the device mesh (``RejectionChunkFn.dispatch_many``:
+# compiled once, not once per device) when True.  Off by default: its one throughput
+# measurement (``benchmarks/bench_startup.py``, a heavily shared machine) was 0.82x the
+# per-device path; to be re-measured on a quiet machine before it becomes the default.
+SPMD = False
 
 def _forward(model, params, x, n: int):
     """(n, N) outputs of a chunk of ``n`` networks on ``x``, in cache-sized sub-batches."""
@@ -187,7 +190,9 @@ class RejectionChunkFn:
     ``dispatch(key, device=None, c=-1) -> handle`` queues a chunk and returns at once;
     ``collect(handle)`` waits for it and returns the triple; ``run_rejection_chunks`` queues a
     block of chunks before collecting the first, so that the host's bookkeeping overlaps the
-    device's work.  ``warm(devices)`` compiles every executable on every device;
+    device's work.  ``dispatch_many(key, cs, devices)`` / ``collect_many`` do the same for one
+    chunk per device in one executable over the device mesh.  ``warm(devices)`` compiles the
+    executables the run uses;
     ``shared_params(key)`` (``output_draws > 1``, for tests) the chunk's networks in the
     model's layout.
     """
