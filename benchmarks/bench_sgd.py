@@ -87,8 +87,9 @@ def main(argv=None) -> int:
                     "after the package)",
     })
     t0 = time.perf_counter()
-    # compile (other run ids): executables are compiled per device, and the first fill gives
-    # each device P runs, so the warm-up needs runs on the last device too
+    # compile (other run ids): one executable over the device mesh (spmd=False: one per
+    # device, and the first fill gives each device P runs, so the warm-up has runs on the last
+    # device too)
     n_dev = len(run_kw["devices"] or [None])
     n_warm = trainer.P * (n_dev - 1) + 2
     trainer.run(range(args.runs, args.runs + n_warm), **run_kw)

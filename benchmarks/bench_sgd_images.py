@@ -60,21 +60,8 @@ def model_overrides(name: str, channels: int) -> list[str]:
 
 
 def warm_up(trainer, devices) -> float:
-    """Compile the trainer's executables on every device (one epoch of idle slots each)."""
-    import jax
-
-    t0 = time.perf_counter()
-    P = trainer.P
-    K = min(P, max(8, P // 4))
-    outs = []
-    for d in devices or [None]:
-        st = trainer.empty_state() if d is None else jax.device_put(trainer.empty_state(), d)
-        st = trainer.refill(st, np.ones(P, bool), np.full(P, -1, np.int32))
-        ahead = trainer.run_epochs(st, np.int32(1))
-        outs.append(trainer.harvest_and_refill(ahead, np.zeros(K, np.int32), np.zeros(P, bool),
-                                               np.full(P, -1, np.int32)))
-    jax.block_until_ready(outs)
-    return time.perf_counter() - t0
+    """Compile the executables the run uses (one epoch of idle slots): ``SGDTrainer.warm``."""
+    return trainer.warm(devices)
 
 
 def torch_threads_for(model, task, args, device) -> tuple[int, str]:
@@ -137,7 +124,7 @@ def bench_model(name: str, args, device) -> bool:
         "baseline": f"torch {torch.__version__} on {device}, one network at a time, "
                     f"{threads_desc}; up to {args.torch_runs} runs in two halves",
     })
-    print(f"compile (+ one idle epoch per device): {warm_up(trainer, run_kw['devices']):.1f} s",
+    print(f"compile (+ one idle epoch): {warm_up(trainer, run_kw['devices']):.1f} s",
           flush=True)
     t_kw = dict(lr=cfg.samplers.sgd.lr, batch_size=cfg.samplers.sgd.batch_size,
                 max_epochs=max_epochs, max_seconds=args.torch_seconds, device=device)

@@ -1,11 +1,13 @@
 """Several JAX devices: rejection chunks and SGD slots spread over all of them, with the same
-counts as one device.
+counts as one device, both with one executable per device (``spmd=False``) and with one
+executable over a device mesh (``spmd=True``; the default for SGD).
 
 XLA's host platform is split into 2 CPU devices (``--xla_force_host_platform_device_count``),
 which must be set before JAX starts, so the check runs in a subprocess that prints JSON.  The
 reference is the same work on one device in that process; counts are integers, so the
 comparison is exact.  The subprocess also records which devices the work ran on, so the test
-fails if everything stayed on device 0.
+fails if everything stayed on device 0, and how many executables each path compiled (the
+mesh path: one per function, the per-device path: one per device).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import sys
 import textwrap
 
 SCRIPT = textwrap.dedent("""
-    import json, os
+    import json, os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax, numpy as np
     from bayes_sgd.config import load_config
@@ -28,66 +30,135 @@ SCRIPT = textwrap.dedent("""
 
     # the small fixed n = 7 config (conftest.QUICK_CONFIG; this runs in a subprocess)
     QUICK_CONFIG = str(resources.files("bayes_sgd") / "experiments" / "quick_and4_n7.toml")
-    cfg = load_config(QUICK_CONFIG, ["task.n=5", "task.target=and3", "task.train_size=6",
-                             "model.widths=[8]", "samplers.sgd.max_epochs=300",
-                             "samplers.sgd.batch_size=4", "samplers.sgd.lr=0.003",
-                             "samplers.sgd.n_runs=96"])
+
+    def cfg_for(train_size):
+        return load_config(QUICK_CONFIG, ["task.n=5", "task.target=and3", f"task.train_size={train_size}",
+                                          "model.widths=[8]", "samplers.sgd.max_epochs=300",
+                                          "samplers.sgd.batch_size=4", "samplers.sgd.lr=0.003",
+                                          "samplers.sgd.n_runs=96"])
+
+    cfg = cfg_for(6)
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.input_shape)
-    layout = EvalLayout.for_task(task)
     devs = jax.devices()
     out = {"n_devices": len(devs)}
 
-    fn = make_chunk_fn(model, layout, task.y_train, 512, True)
-    kw = dict(chunk_size=512, n_samples=512 * 12, n_test=task.n_test, n_table=len(layout.x))
-    one = run_rejection_chunks(fn, stream_key(0, "rejection"), range(12), **kw)
-    ran_on = set()
-    collect = fn.collect
-    def spy_collect(handle):
-        for a in jax.tree_util.tree_leaves(handle[2]):
-            ran_on.update(str(d) for d in a.devices())
-        return collect(handle)
-    fn.collect = spy_collect
-    many = run_rejection_chunks(fn, stream_key(0, "rejection"), range(12), devices=devs, **kw)
-    out["rejection_equal"] = all(
-        np.array_equal(a, b) for x, y in ((one.posterior, many.posterior), (one.prior, many.prior))
-        for a, b in zip(x.table(), y.table()))
-    out["rejection_accepted"] = [one.n_accepted, many.n_accepted]
-    out["rejection_devices_used"] = sorted(ran_on)
+    def same(x, y):
+        return all(np.array_equal(a, b) for a, b in zip(x.table(), y.table()))
 
-    trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model, slots=16)
-    out["runner_devices"] = len(run_kw["devices"] or [])
-    used = set()
-    real = trainer.run_epochs
-    def spy(st, n):
-        used.update(str(d) for d in st.epoch.devices())
-        return real(st, n)
-    trainer.run_epochs = spy
-    ref = trainer.run(range(96), epochs_per_sync=8)
-    used.clear()
-    got = trainer.run(range(96), **run_kw)
-    out["sgd_devices_used"] = sorted(used)
-    out["sgd_records_equal"] = ref.records == got.records
-    out["sgd_counts_equal"] = all(np.array_equal(a, b)
-                                  for a, b in zip(ref.counter.table(), got.counter.table()))
-    out["sgd_fitted"] = [ref.n_fitted, got.n_fitted]
+    part = sys.argv[1]
+    # rejection: most chunks have fits, so the S executable gathers E ("gather"); E from the
+    # second executable only ("on_e": the switch to gathering turned off); and the prior
+    import bayes_sgd.samplers._rejection as rejection
+    for name, size, prior in (("gather", 6, False), ("on_e", 6, False), ("prior", 6, True)):
+        rejection.GATHER_IN_S_ABOVE = 2.0 if name == "on_e" else 0.3
+        if part != "rejection":
+            break
+        t = build_task(cfg_for(size).task)
+        layout = EvalLayout.for_task(t)
+        kw = dict(chunk_size=256, n_samples=256 * 13 - 50, n_test=t.n_test,
+                  n_table=len(layout.x) if prior else None)
+        res = {}
+        for path, run_kw in (("one", {}), ("per_device", dict(devices=devs, spmd=False)),
+                             ("mesh", dict(devices=devs, spmd=True))):
+            if prior and path == "per_device":  # (the mesh is compared with one device)
+                continue
+            fn = make_chunk_fn(model, layout, t.y_train, 256, prior)
+            ran_on = set()
+            for attr in ("collect", "collect_many"):
+                real = getattr(fn, attr)
+                def spy(handle, real=real):
+                    for a in jax.tree_util.tree_leaves(handle[2]):
+                        ran_on.update(str(d) for d in a.devices())
+                    return real(handle)
+                setattr(fn, attr, spy)
+            # blocks of 5 chunks: the mesh's last call of a block has one chunk for 2 devices
+            parts = [run_rejection_chunks(fn, stream_key(0, "rejection"),
+                                          range(i, min(i + 5, 13)), **kw, **run_kw)
+                     for i in range(0, 13, 5)]
+            for p in parts[1:]:
+                parts[0].merge(p)
+            res[path] = parts[0]
+            out[f"rej_{name}_{path}_devices"] = len(ran_on)
+            out[f"rej_{name}_{path}_gather"] = fn.gather_size
+            out[f"rej_{name}_{path}_executables"] = sum(  # S (or full) executables compiled
+                f._cache_size() for f in (fn._full, fn._on_s, fn._on_s_gather,
+                                          *fn._mesh(devs)[1:]))
+        one = res["one"]
+        for path in res.keys() - {"one"}:
+            r = res[path]
+            out[f"rej_{name}_{path}_equal"] = (
+                same(one.posterior, r.posterior) and (not prior or same(one.prior, r.prior))
+                and (one.n_samples, one.n_accepted, one.sum_accepted_sq)
+                == (r.n_samples, r.n_accepted, r.sum_accepted_sq))
+        out[f"rej_{name}_accepted"] = [one.n_accepted, one.n_samples]
+
+    ref = None
+    for path, spmd in () if part != "sgd" else (("one", None), ("per_device", False), ("mesh", True)):
+        trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model, slots=16)
+        out["runner_devices"] = len(run_kw["devices"] or [])
+        if path == "one":
+            run_kw = dict(run_kw, devices=None)
+        else:
+            run_kw = dict(run_kw, spmd=spmd)
+        res = trainer.run(range(96), **run_kw)
+        if path == "one":
+            ref = res
+            out["sgd_fitted"] = ref.n_fitted
+            continue
+        if spmd:
+            fns = trainer.mesh_fns(devs)
+            out["sgd_mesh_executables"] = [f._cache_size() for f in fns[2:]]
+            out["sgd_mesh_per_device_executables"] = trainer.run_epochs._cache_size()
+            out["sgd_mesh_devices"] = len(fns.split.device_set)
+        else:
+            out["sgd_per_device_executables"] = trainer.run_epochs._cache_size()
+        out[f"sgd_{path}_records_equal"] = ref.records == res.records
+        out[f"sgd_{path}_counts_equal"] = same(ref.counter, res.counter)
     print("RESULT " + json.dumps(out))
 """)
 
 
-def test_two_devices_share_the_work_with_identical_counts():
+def _two_devices(part: str) -> dict:
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, part], env=env, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
     out = json.loads(line[len("RESULT "):])
-    assert out["n_devices"] == 2 and out["runner_devices"] == 2
-    assert out["rejection_equal"] and len(out["rejection_devices_used"]) == 2
-    assert out["rejection_accepted"][0] == out["rejection_accepted"][1] > 0
-    assert len(out["sgd_devices_used"]) == 2
-    assert out["sgd_records_equal"] and out["sgd_counts_equal"]
-    assert out["sgd_fitted"][0] == out["sgd_fitted"][1] > 0
+    assert out["n_devices"] == 2
+    return out
+
+
+def test_two_devices_rejection_identical_counts():
+    out = _two_devices("rejection")
+    for name in ("gather", "on_e", "prior"):
+        accepted, n = out[f"rej_{name}_accepted"]
+        assert 0 < accepted < n
+        assert out[f"rej_{name}_one_devices"] == 1
+        paths = ("per_device", "mesh") if name != "prior" else ("mesh",)
+        for path in paths:
+            assert out[f"rej_{name}_{path}_equal"], (name, path)
+            assert out[f"rej_{name}_{path}_devices"] == 2, (name, path)
+        # the mesh compiles each S (or full) executable once, the per-device path once per
+        # device, one device once
+        assert out[f"rej_{name}_mesh_executables"] == out[f"rej_{name}_one_executables"] >= 1
+        if "per_device" in paths:
+            assert out[f"rej_{name}_per_device_executables"] == 2 * out[
+                f"rej_{name}_mesh_executables"]
+    for path in ("one", "per_device", "mesh"):  # both ways of evaluating E were run
+        assert out[f"rej_gather_{path}_gather"] > 0 and out[f"rej_on_e_{path}_gather"] == 0
+
+
+def test_two_devices_sgd_identical_records_and_counts():
+    out = _two_devices("sgd")
+    assert out["runner_devices"] == 2
+    assert out["sgd_fitted"] > 0
+    for path in ("per_device", "mesh"):
+        assert out[f"sgd_{path}_records_equal"] and out[f"sgd_{path}_counts_equal"], path
+    assert out["sgd_per_device_executables"] == 2  # one per device
+    assert out["sgd_mesh_executables"] == [1, 1, 1]  # run_epochs, refill, harvest: one each
+    assert out["sgd_mesh_per_device_executables"] == 0 and out["sgd_mesh_devices"] == 2
 
 
 COUNT = "import bayes_sgd.samplers, jax; print('N', len(jax.devices()))"

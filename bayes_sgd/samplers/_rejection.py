@@ -113,6 +113,11 @@ FORWARD_SUB_BATCH = 8
 # time per chunk), so it is only worth it once most chunks have fits: the path switches when
 # more than this fraction of the chunks so far had at least one.
 GATHER_IN_S_ABOVE = 0.3
+# Several devices: one executable over the device mesh (``RejectionChunkFn.dispatch_many``:
+# compiled once, not once per device) when True.  Off by default: its one throughput
+# measurement (``benchmarks/bench_startup.py``, a heavily shared machine) was 0.82x the
+# per-device path; to be re-measured on a quiet machine before it becomes the default.
+SPMD = False
 
 def _forward(model, params, x, n: int):
     """(n, N) outputs of a chunk of ``n`` networks on ``x``, in cache-sized sub-batches."""
@@ -185,7 +190,9 @@ class RejectionChunkFn:
     ``dispatch(key, device=None, c=-1) -> handle`` queues a chunk and returns at once;
     ``collect(handle)`` waits for it and returns the triple; ``run_rejection_chunks`` queues a
     block of chunks before collecting the first, so that the host's bookkeeping overlaps the
-    device's work.  ``warm(devices)`` compiles every executable on every device;
+    device's work.  ``dispatch_many(key, cs, devices)`` / ``collect_many`` do the same for one
+    chunk per device in one executable over the device mesh.  ``warm(devices)`` compiles the
+    executables the run uses;
     ``shared_params(key)`` (``output_draws > 1``, for tests) the chunk's networks in the
     model's layout.
     """
@@ -224,21 +231,18 @@ class RejectionChunkFn:
             draw_shared, outputs_shared = _shared_hidden(model, k_out, chunk_size)
             self._draw_shared = draw_shared
 
-        @jax.jit
         def full(key, c):
             params = model.init(key=chunk_key(key, c), n=chunk_size)
             bits = _forward(model, params, x, chunk_size) > 0
             fits = jnp.all(bits[:, s_idx] == y, axis=1)
             return fits, pack_bits_jax(bits[:, e_idx]), pack_bits_jax(bits)
 
-        @jax.jit
         def on_s(key, c):
             if k_out > 1:
                 out = outputs_shared(*draw_shared(chunk_key(key, c)), x_s)  # (G, k, |S|)
                 return jnp.all((out > 0) == y, axis=-1).reshape(-1)
             return fits_on_s(model.init(key=chunk_key(key, c), n=chunk_size))
 
-        @partial(jax.jit, static_argnums=2)
         def on_s_gather(key, c, k_max):
             params = model.init(key=chunk_key(key, c), n=chunk_size)
             fits = fits_on_s(params)
@@ -258,7 +262,38 @@ class RejectionChunkFn:
             sub = jax.tree_util.tree_map(lambda a: a[idx], params)
             return pack_bits_jax(model.apply_batched(sub, x_e) > 0)
 
-        self._full, self._on_s, self._on_s_gather, self._on_e = full, on_s, on_s_gather, on_e
+        self._raw = dict(full=full, on_s=on_s, on_s_gather=on_s_gather)
+        self._full, self._on_s, self._on_e = jax.jit(full), jax.jit(on_s), on_e
+        self._on_s_gather = jax.jit(on_s_gather, static_argnums=2)
+        self._mesh_cache: dict = {}
+
+    def _mesh(self, devices) -> tuple:
+        """(replicated sharding, full, on_s, on_s_gather) as ONE executable each over a
+        ``jax.sharding.Mesh`` of ``devices``: ``f(key, cs)`` runs chunk ``cs[j]`` on device j
+        (``shard_map``; the per-device program of ``dispatch``, no communication) and returns
+        the chunks' outputs stacked along a leading axis of ``len(devices)``."""
+        devices = tuple(devices)
+        if devices not in self._mesh_cache:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec as Spec
+
+            mesh = Mesh(np.array(devices), ("d",))
+            split, same = NamedSharding(mesh, Spec("d")), NamedSharding(mesh, Spec())
+
+            def spmd(f, static=False):
+                def call(key, cs, *k_max):  # k_max: on_s_gather's static size
+                    def per_device(k, c):
+                        return jax.tree_util.tree_map(lambda a: a[None], f(k, c[0], *k_max))
+
+                    return jax.shard_map(per_device, mesh=mesh, in_specs=(Spec(), Spec("d")),
+                                         out_specs=Spec("d"), check_vma=False)(key, cs)
+
+                return jax.jit(call, in_shardings=(same, split), out_shardings=split,
+                               static_argnums=(2,) if static else ())
+
+            raw = self._raw
+            self._mesh_cache[devices] = (same, spmd(raw["full"]), spmd(raw["on_s"]),
+                                         spmd(raw["on_s_gather"], static=True))
+        return self._mesh_cache[devices]
 
     def dispatch(self, key, device=None, c: int = -1):
         """Queue chunk ``fold_in(key, c)`` (``c >= 0``) or ``key`` itself (``c < 0``)."""
@@ -278,14 +313,47 @@ class RejectionChunkFn:
         if self.record_prior:
             fits, packed_e, packed_all = (np.asarray(a) for a in out)
             return fits, packed_e[fits], packed_all
+        return self._finish(key, c, np.asarray(out[0]),
+                            None if out[1] is None else np.asarray(out[1]))
+
+    def dispatch_many(self, key, cs, devices):
+        """Queue chunks ``fold_in(key, c)`` for ``c`` in ``cs`` (at most ``len(devices)``), chunk
+        j on device j, in ONE call of an executable over the mesh of ``devices`` (``_mesh``);
+        the devices left over repeat the last chunk (discarded by ``collect_many``)."""
+        same, full, on_s, on_s_gather = self._mesh(devices)
+        n = len(cs)
+        cs = np.asarray(list(cs) + [cs[-1]] * (len(devices) - n), np.int32)
+        mkey = jax.device_put(key, same)
+        with unrolled_threefry():
+            if self.record_prior:
+                out = full(mkey, cs)
+            elif self.gather_size:
+                out = on_s_gather(mkey, cs, self.gather_size)
+            else:
+                out = (on_s(mkey, cs), None)
+        return key, cs[:n], out
+
+    def collect_many(self, handle) -> list:
+        """Wait for ``dispatch_many``'s chunks: one ``collect`` triple per chunk, in order."""
+        key, cs, out = handle
+        if self.record_prior:
+            fits, packed_e, packed_all = (np.asarray(a) for a in out)
+            return [(fits[j], packed_e[j][fits[j]], packed_all[j]) for j in range(len(cs))]
         fits = np.asarray(out[0])
+        packed = None if out[1] is None else np.asarray(out[1])
+        return [self._finish(key, np.int32(c), fits[j], None if packed is None else packed[j])
+                for j, c in enumerate(cs)]
+
+    def _finish(self, key, c, fits, packed):
+        """``collect`` without the prior: the functions on E of the chunk's fitting networks,
+        from ``packed`` (on_s_gather's, if it holds them all) or from the E executable."""
         n_fit = int(fits.sum())
         self.n_collected += 1
         self.n_with_fits += n_fit > 0
         if n_fit == 0:
             return fits, np.empty((0, self.n_e_bytes), np.uint8), None
-        if out[1] is not None and n_fit <= out[1].shape[0]:
-            return fits, np.asarray(out[1])[:n_fit], None
+        if packed is not None and n_fit <= packed.shape[0]:
+            return fits, packed[:n_fit], None
         # Evaluate E for the fitting networks (indices padded to a power of two, so that on_e
         # compiles for a handful of shapes); switch to (or widen) on_s_gather if fits are common.
         size = 1 << int(np.ceil(np.log2(n_fit)))
@@ -300,16 +368,26 @@ class RejectionChunkFn:
     def __call__(self, key):
         return self.collect(self.dispatch(key))
 
-    def warm(self, devices=None, fit_sizes=(1, 2, 4)) -> None:
-        """Compile the executables on every device (executables are per device): the S (or
+    def warm(self, devices=None, fit_sizes=(1, 2, 4), *, spmd: bool | None = None) -> None:
+        """Compile the executables ``run_rejection_chunks`` uses for ``devices``: with ``spmd``
+        (default ``SPMD``) once over the mesh of ``devices`` (``dispatch_many``) and E once on
+        the default device, else on every device (executables are per device); the S (or
         full) executable and, without the prior, E for chunks with ``fit_sizes`` fits."""
+        key0 = jax.random.key(0)
+        meshed = bool((SPMD if spmd is None else spmd) and devices and len(devices) > 1)
+        if meshed:
+            jax.block_until_ready(self.dispatch_many(key0, [0], devices)[2])
+            if self.record_prior:
+                return
+            devices = [None]  # E: one executable on the default device
         for d in list(devices or [None]):
-            key = jax.random.key(0) if d is None else jax.device_put(jax.random.key(0), d)
+            key = key0 if d is None else jax.device_put(key0, d)
             with unrolled_threefry():
                 if self.record_prior:
                     jax.block_until_ready(self._full(key, np.int32(-1)))
                     continue
-                jax.block_until_ready(self._on_s(key, np.int32(-1)))
+                if not meshed:
+                    jax.block_until_ready(self._on_s(key, np.int32(-1)))
                 for size in fit_sizes:
                     jax.block_until_ready(self._on_e(key, np.int32(-1), np.zeros(size, np.int64)))
 
@@ -360,13 +438,17 @@ def available_memory_bytes() -> int:
 
 def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: int,
                          n_samples: int, n_test: int, n_table: int | None,
-                         progress=None, devices=None) -> RejectionResult:
+                         progress=None, devices=None, spmd: bool | None = None
+                         ) -> RejectionResult:
     """Run the given chunk indices (the last chunk of the run may be partial).
 
     Chunk ``c`` draws its networks with the key ``fold_in(stream, c)``.  All chunks are queued
     before the first is collected (``chunk_fn.dispatch``), chunk ``c`` on
     ``devices[c % len(devices)]`` when several devices are given: the results do not depend on
     the placement, only on the keys.  Pass blocks of a few chunks so that little is in flight.
+    ``spmd`` (default ``SPMD``): each call runs ``len(devices)`` consecutive chunks, one per
+    device, in one executable over the device mesh (compiled once, ``dispatch_many``); else
+    one call and one executable per device.  Both give the same counts.
     """
     k = chunk_fn.output_draws
     res = RejectionResult(FunctionCounter(n_test),
@@ -374,8 +456,14 @@ def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: 
                           output_draws=k)
     chunk_ids = [int(c) for c in chunk_ids]
     devs = list(devices) if devices else [None]
-    handles = [chunk_fn.dispatch(stream, devs[c % len(devs)], c) for c in chunk_ids]
-    outputs = (chunk_fn.collect(h) for h in handles)
+    if (SPMD if spmd is None else spmd) and len(devs) > 1:
+        d = len(devs)
+        handles = [chunk_fn.dispatch_many(stream, chunk_ids[i:i + d], devs)
+                   for i in range(0, len(chunk_ids), d)]
+        outputs = (out for h in handles for out in chunk_fn.collect_many(h))
+    else:
+        handles = [chunk_fn.dispatch(stream, devs[c % len(devs)], c) for c in chunk_ids]
+        outputs = (chunk_fn.collect(h) for h in handles)
     for c, (fits, packed_e, packed_all) in zip(chunk_ids, outputs):
         n_valid = min(chunk_size, n_samples - c * chunk_size)
         fits = np.asarray(fits)

@@ -314,7 +314,9 @@ class SGDTrainer:
             return jax.lax.fori_loop(0, n_epochs, body, state)
 
         # n_epochs is traced: the sync cadence adapts without recompiling
+        self._run_epochs_fn = run_epochs
         self.run_epochs = jax.jit(run_epochs)
+        self._mesh_cache: dict = {}
         self._build_refill()
 
     def _build_refill(self):
@@ -346,19 +348,77 @@ class SGDTrainer:
             hp = jax.tree_util.tree_map(lambda a: a[harvest], state.params)
             return refill(state, mask, new_ids), functions_on_test(hp)
 
+        self._refill_fn, self._harvest_fn = refill, harvest_and_refill
         self.refill = jax.jit(refill)
         self.harvest_and_refill = jax.jit(harvest_and_refill)
         self.functions_on_test = jax.jit(functions_on_test)
 
-    def empty_state(self) -> SlotState:
-        ids = jnp.full((self.P,), -1, jnp.int32)
+    def mesh_fns(self, devices) -> "MeshFns":
+        """``run_epochs``, ``refill`` and ``harvest_and_refill`` as ONE executable each over a
+        ``jax.sharding.Mesh`` of ``devices`` (compiled once, not once per device).
+
+        The state holds ``len(devices) * P`` slots, the slot axis split over the mesh
+        (``NamedSharding``); each device runs the per-device program on its own ``P`` slots
+        (``shard_map``: no communication), so every run's numbers are those of the per-device
+        path.  ``harvest`` holds ``K`` local slot indices per device; the functions on E come
+        back as ``(devices x K, bytes)``."""
+        devices = tuple(devices)
+        if devices in self._mesh_cache:
+            return self._mesh_cache[devices]
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as Spec
+
+        mesh = Mesh(np.array(devices), ("d",))
+        split, same = NamedSharding(mesh, Spec("d")), NamedSharding(mesh, Spec())
+
+        def spmd(f, in_specs, **jit_kw):
+            # check_vma off: the per-device code is unchanged (no collectives to check)
+            return jax.jit(jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=Spec("d"),
+                                         check_vma=False),
+                           **jit_kw)
+
+        fns = MeshFns(
+            mesh, split,
+            spmd(self._run_epochs_fn, (Spec("d"), Spec()), in_shardings=(split, same),
+                 out_shardings=split),
+            spmd(self._refill_fn, (Spec("d"),) * 3, in_shardings=split, out_shardings=split),
+            spmd(self._harvest_fn, (Spec("d"),) * 4, in_shardings=split, out_shardings=split))
+        self._mesh_cache[devices] = fns
+        return fns
+
+    def warm(self, devices=None, *, spmd: bool | None = None) -> float:
+        """Compile the executables ``run`` uses for ``devices`` (``spmd`` as there) and run them
+        once on idle slots; returns the seconds taken (the start-up cost)."""
+        t0 = time.perf_counter()
+        devs = list(devices) if devices else [None]
+        P = self.P
+        K = min(P, max(8, P // 4))
+        if (SPMD if spmd is None else spmd) and len(devs) > 1:
+            fns, n = self.mesh_fns(devs), len(devs) * P
+            steps = [(jax.device_put(self.empty_state(n), fns.split), fns, len(devs) * K)]
+        else:
+            steps = [(self.empty_state() if d is None else jax.device_put(self.empty_state(), d),
+                      self, K) for d in devs]
+        outs = []
+        for st, f, k in steps:
+            n = st.epoch.shape[0]
+            st = f.refill(st, np.ones(n, bool), np.full(n, -1, np.int32))
+            st = f.run_epochs(st, np.int32(1))
+            outs.append(f.harvest_and_refill(st, np.zeros(k, np.int32), np.zeros(n, bool),
+                                             np.full(n, -1, np.int32)))
+        jax.block_until_ready(outs)
+        return time.perf_counter() - t0
+
+    def empty_state(self, n: int | None = None) -> SlotState:
+        """``n`` idle slots (default ``P``)."""
+        n = self.P if n is None else n
+        ids = jnp.full((n,), -1, jnp.int32)
         # Idle slots only need the shapes (refill draws every run's init): zeros from
         # eval_shape instead of an eager vmapped init, which compiled op by op (~6 s CPU).
-        shapes = jax.eval_shape(jax.vmap(self._init_one), jnp.zeros((self.P,), jnp.int32))
+        shapes = jax.eval_shape(jax.vmap(self._init_one), jnp.zeros((n,), jnp.int32))
         p, o = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
-        z = jnp.zeros((self.P,), jnp.int32)
-        f = jnp.zeros((self.P,), bool)
-        return SlotState(p, o, ids, z, z - 1, jnp.ones((self.P,), bool), f, f)
+        z = jnp.zeros((n,), jnp.int32)
+        f = jnp.zeros((n,), bool)
+        return SlotState(p, o, ids, z, z - 1, jnp.ones((n,), bool), f, f)
 
     def _harvest(self, st, ahead, idle, new_ids, K):
         """Read up to ``K`` finished slots of ``st``, refill them in ``ahead`` with new run ids;
@@ -368,13 +428,7 @@ class SGDTrainer:
         if not done.any():
             return ahead, None
         slots = np.flatnonzero(done)[:K]
-        run_id = np.asarray(st.run_id)[slots]
-        fit_epoch = np.asarray(st.fit_epoch)[slots]
-        epochs = np.asarray(st.epoch)[slots]
-        div = np.asarray(st.diverged)[slots]
-        fitted = np.asarray(st.fits)[slots] & ~div
-        recs = [(int(r), bool(f), int(fe), int(ep), bool(d))
-                for r, f, fe, ep, d in zip(run_id, fitted, fit_epoch, epochs, div)]
+        recs = _records_of(st, slots)
         harvest = np.zeros(K, np.int32)
         harvest[: len(slots)] = slots
         ids, mask = new_ids(slots)
@@ -383,7 +437,8 @@ class SGDTrainer:
         return new_state, (recs, packed)
 
     def run(self, run_ids, *, epochs_per_sync: int = 4, progress=None,
-            on_sync=None, devices=None, max_sync_seconds: float = 2.0) -> SGDResult:
+            on_sync=None, devices=None, max_sync_seconds: float = 2.0,
+            spmd: bool | None = None) -> SGDResult:
         """Train the given run ids to completion; returns their counts and records.
 
         Slots are synced with the host every ``epochs_per_sync`` epochs (0: adapted to the
@@ -400,12 +455,19 @@ class SGDTrainer:
 
         With several ``devices``, each holds its own ``P`` slots and trains concurrently.  Run
         ids go to whichever slot frees first; the results do not depend on it (run r's
-        randomness depends on r alone)."""
+        randomness depends on r alone).  ``spmd`` (default ``SPMD``): all devices' slots in one
+        state over a device mesh, one executable for all (``mesh_fns``: compiled once);
+        otherwise one state and one executable per device.  Both give the same records and
+        counts."""
+        devs = list(devices) if devices else [None]
+        if (SPMD if spmd is None else spmd) and len(devs) > 1:
+            return self._run_mesh(run_ids, devs, epochs_per_sync=epochs_per_sync,
+                                  progress=progress, on_sync=on_sync,
+                                  max_sync_seconds=max_sync_seconds)
         P = self.P
         K = min(P, max(8, P // 4))
         queue = _Queue(run_ids)  # lazy: run ids are drawn as slots free up
         res = SGDResult(FunctionCounter(self.n_test))
-        devs = list(devices) if devices else [None]
         cur = [self.empty_state() if d is None else jax.device_put(self.empty_state(), d)
                for d in devs]
         idles = [np.ones(P, bool) for _ in devs]  # slots without a run (in cur)
@@ -456,6 +518,95 @@ class SGDTrainer:
                 on_sync(res)
         return res
 
+    def _run_mesh(self, run_ids, devs, *, epochs_per_sync, progress, on_sync,
+                  max_sync_seconds) -> SGDResult:
+        """``run`` with the slots of all ``devs`` in one state over a mesh (``mesh_fns``): the
+        same schedule as the per-device loop, with one dispatch per step for all devices."""
+        fns = self.mesh_fns(devs)
+        P, D = self.P, len(devs)
+        K = min(P, max(8, P // 4))  # per device, as in the per-device loop
+        queue = _Queue(run_ids)
+        res = SGDResult(FunctionCounter(self.n_test))
+        cur = jax.device_put(self.empty_state(D * P), fns.split)
+        idle = np.ones(D * P, bool)  # global slot g = device g // P, local slot g % P
+        pend = None
+
+        def new_ids(slots):
+            ids = np.full(D * P, -1, np.int32)
+            mask = np.zeros(D * P, bool)
+            for i in slots:
+                mask[i] = True
+                if queue:
+                    ids[i] = queue.pop()
+            return ids, mask
+
+        if queue:  # first fill
+            ids, mask = new_ids(range(D * P))
+            cur = fns.refill(cur, mask, ids)
+            idle = ids < 0
+        first_sync, slow, epochs_seen = True, False, 0
+        adapt = epochs_per_sync == 0
+        if adapt:
+            epochs_per_sync = 8
+        while not idle.all() or pend is not None:
+            t_sync = time.perf_counter()
+            ahead = cur if idle.all() else fns.run_epochs(cur, np.int32(epochs_per_sync))
+            n_done = n_fit = 0
+            if pend is not None:
+                n_done, n_fit, d_ep = _record(res, pend[0], np.asarray(pend[1])[pend[2]])
+                epochs_seen += d_ep
+                pend = None
+            if not idle.all():
+                done = np.asarray(cur.done) & ~idle
+                if done.any():
+                    # up to K finished slots per device (the harvest is local to each device)
+                    slots = np.concatenate([j * P + np.flatnonzero(done[j * P:(j + 1) * P])[:K]
+                                            for j in range(D)])
+                    local = np.zeros((D, K), np.int32)
+                    rows = []
+                    for j in range(D):
+                        mine = slots[slots // P == j] % P
+                        local[j, : len(mine)] = mine
+                        rows.extend(j * K + np.arange(len(mine)))
+                    recs = _records_of(cur, slots)
+                    ids, mask = new_ids(slots)
+                    cur, packed = fns.harvest_and_refill(ahead, local.reshape(-1), mask, ids)
+                    idle[slots] = ids[slots] < 0
+                    pend = (recs, packed, np.asarray(rows, np.int64))
+                else:
+                    cur = ahead
+            if slow or (epochs_per_sync > 1 and not first_sync
+                        and time.perf_counter() - t_sync > max_sync_seconds):
+                slow, epochs_per_sync = True, 1
+            elif adapt and len(res.records) >= 16:
+                epochs_per_sync = sync_epochs_for(epochs_seen / len(res.records))
+            first_sync = False
+            if n_done and progress is not None:
+                progress(n_done, n_fit)
+            if on_sync is not None:
+                on_sync(res)
+        return res
+
+
+class MeshFns(NamedTuple):
+    """``SGDTrainer.mesh_fns``: the mesh, the slot-axis sharding and the three executables."""
+    mesh: object
+    split: object
+    run_epochs: object
+    refill: object
+    harvest_and_refill: object
+
+
+def _records_of(st: SlotState, slots) -> list:
+    """(run id, fitted, fit epoch, epochs, diverged) of the finished ``slots`` of ``st``."""
+    run_id = np.asarray(st.run_id)[slots]
+    fit_epoch = np.asarray(st.fit_epoch)[slots]
+    epochs = np.asarray(st.epoch)[slots]
+    div = np.asarray(st.diverged)[slots]
+    fitted = np.asarray(st.fits)[slots] & ~div
+    return [(int(r), bool(f), int(fe), int(ep), bool(d))
+            for r, f, fe, ep, d in zip(run_id, fitted, fit_epoch, epochs, div)]
+
 
 def _record(res: SGDResult, recs, packed) -> tuple[int, int, int]:
     """Add harvested runs to ``res``; returns (runs, fitted runs, epochs trained)."""
@@ -487,6 +638,7 @@ class _Queue:
         return self._head.pop()
 
 
+SPMD = True  # several devices: one executable over a device mesh (SGDTrainer.mesh_fns)
 EPOCHS_PER_SYNC = 0  # SGD epochs between host syncs: 0 = adapted to the runs (sync_epochs_for)
 CPU_MAX_SLOTS = 32  # automatic SGD slots per CPU device: more leave the core's cache (slower)
 
