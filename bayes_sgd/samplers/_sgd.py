@@ -203,7 +203,8 @@ class SGDResult:
 class SGDTrainer:
     """Vmapped training slots for one (model, task, settings)."""
 
-    def __init__(self, model, task, settings: SGDSettings, *, stream: jax.Array):
+    def __init__(self, model, task, settings: SGDSettings, *, stream: jax.Array,
+                 slot_layout: str | None = None):
         self.model, self.s = model, settings
         self.stream = stream
         self.x_s = jnp.asarray(task.x_train)
@@ -225,9 +226,11 @@ class SGDTrainer:
         # How slots share an executable: vmapped (batched kernels), or one network after
         # another (lax.map) for CNNs on CPU, where XLA's batched convolution layouts are
         # slower than a loop of unbatched ones (1.8x per network-epoch at 32 channels).
-        # Every run's random numbers depend on its run id alone either way.
-        self.slot_layout = ("scan" if hasattr(model, "filters") and jax.default_backend() == "cpu"
-                            else "vmap")
+        # Every run's random numbers depend on its run id alone either way (None: automatic).
+        if slot_layout not in (None, "vmap", "scan"):
+            raise ValueError(f"slot_layout: expected 'vmap', 'scan' or None, got {slot_layout!r}")
+        self.slot_layout = slot_layout or (
+            "scan" if hasattr(model, "filters") and jax.default_backend() == "cpu" else "vmap")
         state_b, act_b = slot_memory(model, task.input_shape, self.opt, batch_size=bs,
                                      fit_rows=self.fit_chunk, n_test=self.n_test)
         self.slot_bytes = state_b + act_b
