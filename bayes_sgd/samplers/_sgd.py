@@ -17,9 +17,11 @@ Memory.  The automatic slot count (``slots = 0``) is also capped by ``n_runs`` a
 memory budget (``SGDSettings.memory_budget_bytes``, 2 GiB): per slot, parameters, optimiser
 state, gradients and their temporaries, plus every intermediate activation of one forward
 pass (measured from the model's jaxpr) times the rows evaluated at once (3 x batch for the
-backward pass, the fit-check chunk, |E|).  The 100 %-training-accuracy check evaluates S in
-chunks of ``FIT_CHUNK`` rows when |S| is larger, so activation memory does not grow with |S|
-(images: a CNN's feature maps on |S| = 10,000 would otherwise need GBs per slot).
+backward pass, the fit-check chunk, |E|); slots trained one after another (``slot_layout``
+"scan", CNNs on CPU) share one slot's activations.  The 100 %-training-accuracy check
+evaluates S in chunks of ``FIT_CHUNK`` rows when |S| is larger, so activation memory does not
+grow with |S| (images: a CNN's feature maps on |S| = 10,000 would otherwise need GBs per
+slot).
 
 SGLD (``sgld_temperature`` T > 0) adds N(0, 2 lr T) noise to every parameter after each
 optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibatch mean loss.
