@@ -163,13 +163,24 @@ def test_activation_estimate_and_memory_bounded_slots():
     task = Task("t", rng.random((1000, 28, 28, 1), np.float32), rng.integers(0, 2, 1000, np.uint8),
                 rng.random((100, 28, 28, 1), np.float32), rng.integers(0, 2, 100, np.uint8))
     s = SGDSettings(n_runs=10_000, optimizer="adam", batch_size=32)
-    tr = SGDTrainer(cnn, task, s, stream=stream_key(0, "sgd"))
+    tr = SGDTrainer(cnn, task, s, stream=stream_key(0, "sgd"), slot_layout="vmap")
     # per slot: >= 128 rows (fit chunk) of feature maps in float32
     assert tr.fit_chunk == 128 and tr.slot_bytes >= 4 * 128 * maps
     assert tr.P * tr.slot_bytes <= s.memory_budget_bytes
     s_small = SGDSettings(n_runs=10_000, optimizer="adam", batch_size=32,
                           memory_budget_bytes=3 * tr.slot_bytes + 1)
-    assert SGDTrainer(cnn, task, s_small, stream=stream_key(0, "sgd")).P == 3
+    assert SGDTrainer(cnn, task, s_small, stream=stream_key(0, "sgd"),
+                      slot_layout="vmap").P == 3
+    # slots trained one after another hold their own state (params x 4, Adam's mu and nu and
+    # step count x 2, float32) and the activations of one slot at a time
+    state = 4 * (4 * cnn.n_params + 2 * (2 * cnn.n_params + 1))
+    act = tr.slot_bytes - state
+    assert act >= 4 * 128 * maps
+    for budget, want in ((act + 5 * state, 5), (act + 5 * state - 1, 4), (1 << 40, 1024)):
+        s_scan = SGDSettings(n_runs=10_000, optimizer="adam", batch_size=32,
+                             memory_budget_bytes=budget)
+        assert SGDTrainer(cnn, task, s_scan, stream=stream_key(0, "sgd"),
+                          slot_layout="scan").P == want, budget
     assert SGDTrainer(cnn, task, SGDSettings(n_runs=5), stream=stream_key(0, "sgd")).P == 5
     assert SGDTrainer(cnn, task, SGDSettings(n_runs=100, slots=64),
                       stream=stream_key(0, "sgd")).P == 64  # explicit slots win

@@ -17,9 +17,11 @@ Memory.  The automatic slot count (``slots = 0``) is also capped by ``n_runs`` a
 memory budget (``SGDSettings.memory_budget_bytes``, 2 GiB): per slot, parameters, optimiser
 state, gradients and their temporaries, plus every intermediate activation of one forward
 pass (measured from the model's jaxpr) times the rows evaluated at once (3 x batch for the
-backward pass, the fit-check chunk, |E|).  The 100 %-training-accuracy check evaluates S in
-chunks of ``FIT_CHUNK`` rows when |S| is larger, so activation memory does not grow with |S|
-(images: a CNN's feature maps on |S| = 10,000 would otherwise need GBs per slot).
+backward pass, the fit-check chunk, |E|); slots trained one after another (``slot_layout``
+"scan", CNNs on CPU) share one slot's activations.  The 100 %-training-accuracy check
+evaluates S in chunks of ``FIT_CHUNK`` rows when |S| is larger, so activation memory does not
+grow with |S| (images: a CNN's feature maps on |S| = 10,000 would otherwise need GBs per
+slot).
 
 SGLD (``sgld_temperature`` T > 0) adds N(0, 2 lr T) noise to every parameter after each
 optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibatch mean loss.
@@ -65,10 +67,13 @@ def activation_floats_per_input(model, input_shape) -> int:
     return max(1, total(2) - total(1))
 
 
-def slot_bytes(model, input_shape, opt, *, batch_size: int, fit_rows: int, n_test: int) -> int:
-    """Estimated bytes of one training slot (float32): parameters x 4 (params, gradient, update,
-    the kept copy) + optimiser state x 2, plus activations of max(3 x batch, fit_rows, n_test)
-    rows (``activation_floats_per_input``)."""
+def slot_memory(model, input_shape, opt, *, batch_size: int, fit_rows: int,
+                n_test: int) -> tuple[int, int]:
+    """Estimated bytes of one training slot (float32), as (state, activations): parameters x 4
+    (params, gradient, update, the kept copy) + optimiser state x 2, and the activations of
+    max(3 x batch, fit_rows, n_test) rows (``activation_floats_per_input``).  Vmapped slots
+    each hold both; slots trained one after another (``SGDTrainer.slot_layout = "scan"``)
+    each hold their state, and the activations of one slot at a time."""
     p1 = jax.eval_shape(
         lambda k: jax.tree_util.tree_map(lambda a: a[0], model.init(key=k, n=1)),
         jax.random.key(0))
@@ -77,7 +82,13 @@ def slot_bytes(model, input_shape, opt, *, batch_size: int, fit_rows: int, n_tes
                 if hasattr(a, "shape"))
     rows = max(3 * batch_size, fit_rows, n_test)
     act = activation_floats_per_input(model, input_shape)
-    return 4 * (4 * n_params + 2 * n_opt + rows * act)
+    return 4 * (4 * n_params + 2 * n_opt), 4 * rows * act
+
+
+def slot_bytes(model, input_shape, opt, *, batch_size: int, fit_rows: int, n_test: int) -> int:
+    """Estimated bytes of one vmapped training slot: the sum of ``slot_memory``."""
+    return sum(slot_memory(model, input_shape, opt, batch_size=batch_size, fit_rows=fit_rows,
+                           n_test=n_test))
 
 
 def epoch_permutation(key: jax.Array, m: int) -> jax.Array:
@@ -194,7 +205,8 @@ class SGDResult:
 class SGDTrainer:
     """Vmapped training slots for one (model, task, settings)."""
 
-    def __init__(self, model, task, settings: SGDSettings, *, stream: jax.Array):
+    def __init__(self, model, task, settings: SGDSettings, *, stream: jax.Array,
+                 slot_layout: str | None = None):
         self.model, self.s = model, settings
         self.stream = stream
         self.x_s = jnp.asarray(task.x_train)
@@ -213,21 +225,28 @@ class SGDTrainer:
         pad_idx = np.arange(n_chunks * self.fit_chunk) % self.m
         self.x_s_chunks = self.x_s[pad_idx].reshape(
             (n_chunks, self.fit_chunk) + self.x_s.shape[1:])
-        self.slot_bytes = slot_bytes(model, task.input_shape, self.opt, batch_size=bs,
+        # How slots share an executable: vmapped (batched kernels), or one network after
+        # another (lax.map) for CNNs on CPU, where XLA's batched convolution layouts are
+        # slower than a loop of unbatched ones (1.8x per network-epoch at 32 channels).
+        # Every run's random numbers depend on its run id alone either way (None: automatic).
+        if slot_layout not in (None, "vmap", "scan"):
+            raise ValueError(f"slot_layout: expected 'vmap', 'scan' or None, got {slot_layout!r}")
+        self.slot_layout = slot_layout or (
+            "scan" if hasattr(model, "filters") and jax.default_backend() == "cpu" else "vmap")
+        state_b, act_b = slot_memory(model, task.input_shape, self.opt, batch_size=bs,
                                      fit_rows=self.fit_chunk, n_test=self.n_test)
+        self.slot_bytes = state_b + act_b
         if settings.slots:
             self.P = settings.slots
         else:  # enough slots to amortise dispatch, not so many that the tail idles
             P = int(np.clip(2 ** np.round(np.log2(max(settings.n_runs, 1) / 8)), 32, 1024))
-            # ... nor more than there are runs, nor more than the memory budget holds
-            P_mem = max(1, int(settings.memory_budget_bytes // self.slot_bytes))
+            # ... nor more than there are runs, nor more than the memory budget holds: every
+            # slot's activations when vmapped, one slot's at a time under "scan"
+            if self.slot_layout == "scan":
+                P_mem = max(1, int((settings.memory_budget_bytes - act_b) // state_b))
+            else:
+                P_mem = max(1, int(settings.memory_budget_bytes // self.slot_bytes))
             self.P = max(1, min(P, settings.n_runs, P_mem))
-        # How slots share an executable: vmapped (batched kernels), or one network after
-        # another (lax.map) for CNNs on CPU, where XLA's batched convolution layouts are
-        # slower than a loop of unbatched ones (1.8x per network-epoch at 32 channels).
-        # Every run's random numbers depend on its run id alone either way.
-        self.slot_layout = ("scan" if hasattr(model, "filters") and jax.default_backend() == "cpu"
-                            else "vmap")
         self._build()
 
     # -- per-run randomness ------------------------------------------------------------------
@@ -253,6 +272,7 @@ class SGDTrainer:
         pad = n_steps * bs - m
         max_epochs, after = s.max_epochs, s.epochs_after_fit
         noise_scale = float(np.sqrt(2 * s.lr * s.sgld_temperature))
+        scan = self.slot_layout == "scan"
 
         def batch_loss(params, xb, yb, wb):
             out = model.apply(params, xb)
@@ -269,31 +289,39 @@ class SGDTrainer:
             finished = (((fit_epoch >= 0) & (epoch - fit_epoch >= after) & fits)
                         | (epoch >= max_epochs))
             done = done | finished | diverged
-            perm = epoch_permutation(jax.random.fold_in(self._run_key(run_id, 1), epoch), m)
-            perm = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)])
-            weights = jnp.concatenate([jnp.ones((m,)), jnp.zeros((pad,))])
+            def train(_):
+                perm = epoch_permutation(jax.random.fold_in(self._run_key(run_id, 1), epoch), m)
+                perm = jnp.concatenate([perm, jnp.zeros((pad,), perm.dtype)])
+                weights = jnp.concatenate([jnp.ones((m,)), jnp.zeros((pad,))])
 
-            def step(i, carry):
-                p, o, bad = carry
-                idx = jax.lax.dynamic_slice(perm, (i * bs,), (bs,))
-                w = jax.lax.dynamic_slice(weights, (i * bs,), (bs,))
-                val, g = grad(p, self.x_s[idx], self.y_s[idx], w)
-                upd, o = opt.update(g, o, p)
-                p = optax.apply_updates(p, upd)
-                if noise_scale > 0:
-                    k = jax.random.fold_in(jax.random.fold_in(self._run_key(run_id, 2), epoch), i)
-                    leaves, tdef = jax.tree_util.tree_flatten(p)
-                    ks = jax.random.split(k, len(leaves))
-                    leaves = [a + noise_scale * jax.random.normal(kk, a.shape, a.dtype)
-                              for a, kk in zip(leaves, ks)]
-                    p = jax.tree_util.tree_unflatten(tdef, leaves)
-                bad = bad | ~jnp.isfinite(val)
-                return p, o, bad
+                def step(i, carry):
+                    p, o, bad = carry
+                    idx = jax.lax.dynamic_slice(perm, (i * bs,), (bs,))
+                    w = jax.lax.dynamic_slice(weights, (i * bs,), (bs,))
+                    val, g = grad(p, self.x_s[idx], self.y_s[idx], w)
+                    upd, o = opt.update(g, o, p)
+                    p = optax.apply_updates(p, upd)
+                    if noise_scale > 0:
+                        k = jax.random.fold_in(
+                            jax.random.fold_in(self._run_key(run_id, 2), epoch), i)
+                        leaves, tdef = jax.tree_util.tree_flatten(p)
+                        ks = jax.random.split(k, len(leaves))
+                        leaves = [a + noise_scale * jax.random.normal(kk, a.shape, a.dtype)
+                                  for a, kk in zip(leaves, ks)]
+                        p = jax.tree_util.tree_unflatten(tdef, leaves)
+                    bad = bad | ~jnp.isfinite(val)
+                    return p, o, bad
 
-            new_p, new_o, bad = jax.lax.fori_loop(0, n_steps, step, (params, opt_state, False))
-            finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(a))
-                                        for a in jax.tree_util.tree_leaves(new_p)]))
-            bad = bad | ~finite
+                new_p, new_o, bad = jax.lax.fori_loop(0, n_steps, step, (params, opt_state, False))
+                finite = jnp.all(jnp.array([jnp.all(jnp.isfinite(a))
+                                            for a in jax.tree_util.tree_leaves(new_p)]))
+                return new_p, new_o, bad | ~finite
+
+            if scan:  # one network at a time: a finished run's epoch of training is skipped
+                new_p, new_o, bad = jax.lax.cond(
+                    done, lambda _: (params, opt_state, jnp.zeros((), bool)), train, None)
+            else:  # vmapped: computed for every slot, discarded for finished ones below
+                new_p, new_o, bad = train(None)
             keep = done
             params = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), params, new_p)
             opt_state = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), opt_state, new_o)
@@ -302,9 +330,17 @@ class SGDTrainer:
             epoch = jnp.where(keep, epoch, epoch + 1)
             return params, opt_state, run_id, epoch, fit_epoch, done, diverged, fits
 
-        if self.slot_layout == "scan":  # one network at a time within the executable
+        if scan:  # one network at a time within the executable
+            def frozen_or_epoch(st):
+                # A finished run that did not diverge is frozen: one_epoch would return its
+                # state unchanged (its fit flag was computed on the parameters it still
+                # holds), so skip it.  Frozen slots wait one to two syncs (8-16 epochs) for
+                # their harvest in the pipelined ``run``: recomputed, a 1-epoch CNN run at
+                # |S| = 256 cost 9x its useful work (bench_sgd_images.py).
+                return jax.lax.cond(st[5] & ~st[6], lambda a: a, lambda a: one_epoch(*a), st)
+
             def v_epoch(*st):
-                return jax.lax.map(lambda a: one_epoch(*a), st)
+                return jax.lax.map(frozen_or_epoch, st)
         else:
             v_epoch = jax.vmap(one_epoch)
 
@@ -340,7 +376,11 @@ class SGDTrainer:
                 jnp.where(mask, False, state.fits))
 
         def functions_on_test(params):
-            return pack_bits_jax(model.apply_batched(params, self.x_e) > 0)
+            if self.slot_layout == "scan":  # one network's activations on E at a time
+                out = jax.lax.map(lambda p: model.apply(p, self.x_e), params)
+            else:
+                out = model.apply_batched(params, self.x_e)
+            return pack_bits_jax(out > 0)
 
         def harvest_and_refill(state: SlotState, harvest, mask, new_ids):
             # functions on E of the slots ``harvest`` (K indices; finished runs, read before
