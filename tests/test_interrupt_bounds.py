@@ -63,6 +63,10 @@ def test_ctrl_c_gets_through_a_long_c_lz_batch(sig):
     code = textwrap.dedent("""
         import signal, sys, numpy as np
         from bayes_sgd import complexity
+        # SIG_IGN is inherited across exec, and Python keeps an ignored SIGINT ignored: a test
+        # run whose process ignores SIGINT (seen in a pytest-xdist worker after other tests)
+        # would hand that on; a user's shell process has the default, restored here
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         bits = np.random.default_rng(0).integers(0, 2, (4000, 4096)).astype(np.uint8)
         complexity.lz_complexity_batch(bits[:4])  # compiled
