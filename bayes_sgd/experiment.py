@@ -94,8 +94,16 @@ def _run_samplers(ctx: RunContext, samplers, states) -> tuple[pd.DataFrame, dict
     if ctx.cfg.analysis.plot:
         from .plotting import scatter_panels
 
-        fig = scatter_panels(df, title=ctx.task.name)
+        fig = scatter_panels(df, title=scatter_title(ctx.cfg.name, ctx.task.name))
     return df, summary, fig
+
+
+def scatter_title(config_name: str, task_name: str) -> str:
+    """The scatter's title: the config's name, and the task's where it adds something (a
+    truth-table target's task is only "..._custom")."""
+    if task_name == config_name or task_name.endswith("_custom"):
+        return config_name
+    return f"{config_name} ({task_name})"
 
 
 def _summarise(ctx: RunContext, df: pd.DataFrame, summary: dict, timings: dict) -> dict:

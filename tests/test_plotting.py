@@ -220,3 +220,14 @@ def test_scatter_axes_fit_disjoint_data_and_say_where_the_diagonal_is():
                                           (-0.4, -0.1, [0.0])])
 def test_decade_ticks(lo, hi, want):
     np.testing.assert_array_equal(plotting.decade_ticks(lo, hi), want)
+
+
+@pytest.mark.parametrize("config_name, task_name, expected", [
+    ("boolean_n7", "boolean_n7_custom", "boolean_n7"),  # truth-table target: "custom" says nothing
+    ("quick_and4_n7", "boolean_n7_and4", "quick_and4_n7 (boolean_n7_and4)"),
+    ("same", "same", "same"),
+])
+def test_scatter_title_names_the_config(config_name, task_name, expected):
+    from bayes_sgd.experiment import scatter_title
+
+    assert scatter_title(config_name, task_name) == expected
