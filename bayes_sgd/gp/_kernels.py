@@ -11,7 +11,6 @@ and a network with ``depth`` hidden layers has output kernel ``K^depth``.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -111,8 +110,7 @@ def _fcn_nngp_kernel_sym(A, k11, depth, sw2, sb2, activation, block_entries=_BLO
     gemm ``A A^T`` need not be exactly symmetric); from then on every layer map is a function
     symmetric in (i, j) (``sqrt(k11_i k11_j)`` etc. commute exactly), so the later
     symmetrisations would be no-ops (``0.5 (x + x) = x``) and are skipped. Memory: the result
-    plus a few blocks per core (the unblocked form held ~7 n x n temporaries: 5.6 GB at
-    n = 10^4). The row blocks of a layer run on every core (n = 10^4: 7.4 s -> 5.6 s idle).
+    plus a few blocks (the unblocked form held ~7 n x n temporaries: 5.6 GB at n = 10^4).
     """
     n, d = A.shape
     K = A @ A.T
@@ -120,23 +118,11 @@ def _fcn_nngp_kernel_sym(A, k11, depth, sw2, sb2, activation, block_entries=_BLO
     K /= d
     K += sb2
     step = max(1, block_entries // n)
-    starts = range(0, n, step)
-    threads = min(_cores(), len(starts))
     for layer in range(depth):
         new11 = sb2 + sw2 * _expectation(activation, k11, k11, k11)
-
-        def apply(i, k11=k11):
+        for i in range(0, n, step):
             rows = slice(i, i + step)
             K[rows] = sb2 + sw2 * _expectation(activation, k11[rows, None], k11[None, :], K[rows])
-
-        if threads > 1:
-            # row blocks are independent and numpy's ufuncs release the GIL on blocks this
-            # size: the layer map (arccos, sqrt: most of the kernel's time) on every core
-            with ThreadPoolExecutor(max_workers=threads) as ex:
-                list(ex.map(apply, starts))
-        else:
-            for i in starts:
-                apply(i)
         k11 = new11
         if layer == 0:
             for i in range(0, n, step):
@@ -146,15 +132,6 @@ def _fcn_nngp_kernel_sym(A, k11, depth, sw2, sb2, activation, block_entries=_BLO
                 K[i:, rows] = avg.T
         np.fill_diagonal(K, k11)
     return K
-
-
-def _cores() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def fcn_nngp_kernel_for(model, X1, X2=None) -> np.ndarray:
