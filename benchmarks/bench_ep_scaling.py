@@ -62,8 +62,8 @@ log10 P(S) = -615.9555, RSS peak 1.90 GB; ``--blas-threads 1`` kernel 7.4 s, EP 
 LAPACK calls, two threads, a separate run in the lock at 07:15 UTC: EP 110.8 s): the Cholesky of K for the
 jitter policy 5.8 s; 46 Choleskys of B 48.0 s and 42 triangular inverses 42.4 s (77-83
 GFLOP/s on the two cores), of which the 9 full-size sweeps take 8.6-9.9 s each, 79.5 s in
-all; the warm start (EP on 5,000, 2,500, ... points) ~20 s; the rebuilt factor ~4.4 s;
-everything else (site updates, K v products, the elementwise passes) ~5 s. Sweep residuals:
+all; the warm start (EP on 5,000, 2,500, ... points) and everything else (site updates,
+K v products, the elementwise passes, the rebuilt factor ~4.4 s) ~25 s by difference. Sweep residuals:
 0.96, 0.30, 0.034, 0.0048, 0.0061 (damping halved), 0.0019, 5.4e-4, 3.4e-4, 5.6e-5.
 So EP at 10,000 is 9 sweeps of 2n^3/3 flops of LAPACK at ~80 GFLOP/s plus the warm start:
 the floor of 90 s would need fewer sweeps (a different damping schedule, i.e. a different
