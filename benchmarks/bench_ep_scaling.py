@@ -54,6 +54,24 @@ with timers): 16 Choleskys of B 9.5 s, 15 in-place triangular inverses 8.4 s, ev
   not compare), 9 full-size sweeps, log10 P(S) = -615.9555 (-616.0 before), RSS peak 1.91 GB.
   The 90 s floor: ~140 s expected idle on one BLAS thread (183 s / 1.29), not met; with
   ``--blas-threads 2`` on idle cores (~1.8x) ~80 s, not measured here.
+
+Measured idle, under the timing lock (2026-12-02 06:44-06:50 UTC, main at 1d9bdb0),
+``--sizes 10000``: ``--blas-threads 2`` kernel 9.9 s, EP 112.7 s (209 s CPU), 9 sweeps,
+log10 P(S) = -615.9555, RSS peak 1.90 GB; ``--blas-threads 1`` kernel 7.4 s, EP 188.5 s
+(187 s CPU), the same sweeps and value, 1.90 GB. Where the 112.7 s go (timers around the
+LAPACK calls, two threads, a separate run in the lock at 07:15 UTC: EP 110.8 s): the Cholesky of K for the
+jitter policy 5.8 s; 46 Choleskys of B 48.0 s and 42 triangular inverses 42.4 s (77-83
+GFLOP/s on the two cores), of which the 9 full-size sweeps take 8.6-9.9 s each, 79.5 s in
+all; the warm start (EP on 5,000, 2,500, ... points) and everything else (site updates,
+K v products, the elementwise passes, the rebuilt factor ~4.4 s) ~25 s by difference. Sweep residuals:
+0.96, 0.30, 0.034, 0.0048, 0.0061 (damping halved), 0.0019, 5.4e-4, 3.4e-4, 5.6e-5.
+So EP at 10,000 is 9 sweeps of 2n^3/3 flops of LAPACK at ~80 GFLOP/s plus the warm start:
+the floor of 90 s would need fewer sweeps (a different damping schedule, i.e. a different
+iteration, not done here) or a faster LAPACK. What bounds each size: 1,000 and 5,000 time
+only (< 30 s); 10,000: time (LAPACK flops), memory 1.9 GB of the 2.5 GB allowed (K + one work
+matrix, 0.8 GB each); 20,000: the data (the MNIST train split, absent here: skipped), then
+memory (2 x 3.2 GB + ~0.3 GB, 6.7 GB: fits 24 GB only with the other sessions' jobs small)
+and time (8x the flops of 10,000: ~15 min on both cores, beyond one timing slot here).
 """
 from __future__ import annotations
 

@@ -40,6 +40,20 @@ differ by ~5 %, within the noise):
   with the load more than the batch's).
 * joint (``--mode joint --functions 2000 --old-functions 60``): new 60.3/s, old 5.22/s: 11.6x;
   max |Delta log10 P| = 2.5e-10; 3·10^4 functions: 8.3 min (old 96 min).
+
+Under the timing lock (2026-12-02 06:41-06:44 UTC: no other job at normal priority, so both
+cores; main at 1d9bdb0, before issue 14's third round): conditional new 1062.5/s (0.94 ms each),
+old 65.4/s (15.3 ms): 16.3x; joint new 564.1/s (1.77 ms), old 37.9/s (26.4 ms): 14.9x. The
+idle ratios differ from the loaded ones above: under load the loop lost more than the batch in
+joint mode and less in conditional mode. The floor (20x) is set for both modes.
+
+After issue 14's third round (symmetric block update in two row groups, applied 8 functions at
+a time; the first sweep shared across sign prefixes), under the lock at 07:48 UTC:
+conditional new 986.9/s (1.01 ms each), old 53.8/s (18.6 ms): 18.4x, max |Delta log10 P| =
+8.2e-14; joint new 512.5/s (1.95 ms), old 32.6/s (30.7 ms): 15.7x, max |Delta log10 P| =
+1.2e-10. Floor not met. One thread (``_run_chunk`` on 1,024 functions, under the lock): joint
+3.18 -> 2.50 ms of CPU per function, conditional 1.45 -> 1.07 ms; two threads gain less than
+before (the GIL: many small products per chunk).
 """
 from __future__ import annotations
 

@@ -147,3 +147,27 @@ def test_zero_variance_coordinates_as_the_per_pattern_path():
     assert np.isneginf(got.log_p[:3]).all() and np.isneginf(want[:3]).all()
     np.testing.assert_allclose(got.log_p[3:6], want[3:6], rtol=0, atol=1e-8)
     np.testing.assert_array_equal(np.isneginf(got.log_p), signs[:, 0] > 0)
+
+
+def test_shared_sign_prefixes_give_the_per_pattern_values():
+    # The first sweep runs each block once per distinct prefix of signs (``_first_sweep``):
+    # patterns that share S's signs (joint mode) and longer prefixes, duplicated patterns, and
+    # one pattern alone, against the per-pattern EP; the batch's row order must not matter.
+    rng = np.random.default_rng(21)
+    n = 40
+    K = _nngp(rng, n)
+    m = 0.4 * rng.standard_normal(n) * np.sqrt(np.diag(K))
+    base = rng.choice([-1.0, 1.0], n)
+    Y = np.where(rng.random((10, n)) < 0.25, -base, base)
+    Y[:, :16] = base[:16]  # a prefix shared by all (two blocks of 8)
+    Y[5:8, 16:30] = Y[4, 16:30]  # longer prefixes shared by four rows
+    Y[8] = Y[2]  # a duplicate
+    res = ep_log_orthant_many(K, Y, mean=m, block=8, chunk=16, threads=1)
+    perm = rng.permutation(len(Y))
+    res_perm = ep_log_orthant_many(K, Y[perm], mean=m, block=8, chunk=16, threads=1)
+    np.testing.assert_array_equal(res_perm.log_p, res.log_p[perm])
+    assert res.n_rerun == 0
+    for b in range(len(Y)):
+        ref = log_orthant_probability(K, Y[b], "ep", mean=m)
+        assert res.log_p[b] == pytest.approx(ref.log_p, abs=1e-9, rel=1e-11), b
+        assert res.n_iter[b] == ref.n_iter

@@ -22,6 +22,18 @@ the mathematics unchanged:
   ``ln|B| = sum_updates ln(1 + dt Sigma_ii)``. Measured against ``run_ep``: |Delta ln Z| <=
   1e-10 and the same sweep counts (``tests/test_ep_batch.py``).
 
+and three that only change where the same numbers are computed (issue 14, round 2):
+
+* The block update ``G M G^T`` is symmetric, so Sigma is kept by ``GROUPS`` row groups, each
+  from its own first column on (3/4 of the products for two groups), and it is applied
+  ``SUB`` patterns at a time, so that each product is subtracted while it is still in cache
+  (over a whole chunk it was a 30 MB temporary written to memory and read back).
+* The first sweep starts every pattern from the same state (zero sites, ``Sigma = K``), and
+  a pattern's state after site j depends only on its signs up to j: each block of the first
+  sweep runs once per distinct prefix (``_first_sweep``). In joint mode all patterns share
+  S's signs, and SGD's functions share long prefixes on E; rows are sorted so that a chunk
+  holds such patterns together.
+
 Converged patterns leave the batch (their state is final, as in a separate run). Patterns
 where an update would make Sigma indefinite (``1 + dt Sigma_ii <= 0``) or a variance
 non-positive or non-finite are reported with ``ok = False``; the caller reruns those with the
@@ -40,6 +52,19 @@ _SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
 _SQRT2 = np.sqrt(2.0)
 
 BLOCK = 16  # sites per blocked update (n^2 b work per block; b^2 per site inside it)
+SUB = 8  # rows of the batch per product in the update (their work arrays fit a core's L2)
+GROUPS = 2  # row groups of Sigma, each kept from its first column on ((G + 1) / 2G of the work)
+
+
+def _groups(n, block):
+    """Row groups ``[(g0, g1), ...]`` of Sigma: GROUPS spans of whole blocks."""
+    nblk = -(-n // block)
+    edges = sorted({min(n, block * (nblk * k // GROUPS)) for k in range(GROUPS + 1)})
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def _group_start(j0, n, block):
+    return max(g0 for g0, _ in _groups(n, block) if g0 <= j0)
 CHUNK = 256  # patterns per batch (measured best of 128-512 at n = 96: Sigma is 19 MB)
 
 
@@ -78,63 +103,108 @@ def _site_moments(z):
 
 
 def _sweep(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, block, buf):
-    """One sequential sweep over all sites, in place (``buf``: an (nb, n, n) work array).
-    Returns a bool mask of failed rows."""
-    nb, n, _ = Sigma.shape
-    bad = np.zeros(nb, bool)
+    """One sequential sweep over all sites, in place (``buf``: a work array of ``SUB n^2``
+    floats). Returns a bool mask of failed rows. Sigma is kept by row groups (``_groups``):
+    row group [g0, g1) holds columns g0 on; the rest follows by symmetry."""
+    n = Sigma.shape[1]
+    bad = np.zeros(len(Sigma), bool)
     for j0 in range(0, n, block):
-        J = slice(j0, min(j0 + block, n))
-        b = J.stop - J.start
-        # Rows J of Sigma at the block's start, i.e. G^T with G = Sigma[:, J] (Sigma is
-        # symmetric): a contiguous copy, where gathering the columns was a strided one that
-        # took a third of the sweep
-        GT = Sigma[:, J, :].copy()
-        PT = GT[:, :, J].copy()  # Sigma[J, J]; row k is Sigma[j_k, J]
-        # M = sum_k c_k a_k a_k^T is kept as its factors: AT (rows a_k) and cs (c_k), so that a
-        # site costs two (k x b) products instead of a b x b outer-product update
-        AT = np.zeros((nb, b, b))
-        cs = np.zeros((nb, b))
-        g = np.zeros((nb, b))
-        muJ0 = mu[:, J].copy()
-        for k in range(b):
-            i = j0 + k
-            # the current column Sigma[:, i] is G a with a = e_k - M P[:, k]; on J it is P a
-            if k:
-                Ak = AT[:, :k, :]
-                w = cs[:, :k] * np.matmul(Ak, PT[:, k, :, None])[:, :, 0]
-                a = -np.matmul(w[:, None, :], Ak)[:, 0, :]
-            else:
-                a = np.zeros((nb, b))
-            a[:, k] += 1.0
-            sii = np.einsum("bj,bj->b", PT[:, k, :], a)
-            mu_i = muJ0[:, k] + np.einsum("bj,bj->b", PT[:, k, :], g)
-            ti, ni = tau[:, i], nu[:, i]
-            tc = np.maximum(1.0 / sii - ti, tau_floor[i])
-            mc = (mu_i / sii - ni) / tc
-            sdc = 1.0 / np.sqrt(tc)
-            y = Y[:, i]
-            lam, r, omr = _site_moments(y * (mc + m[i]) / sdc)
-            t_new = ti + 1.0 * (tc * r / omr - ti)
-            n_new = ni + 1.0 * (tc * (mc * r + y * sdc * lam) / omr - ni)
-            dt, dn = t_new - ti, n_new - ni
-            tau[:, i], nu[:, i] = t_new, n_new
-            den = 1.0 + dt * sii
-            bad |= ~(den > 0)
-            ldB += np.log(np.where(den > 0, den, 1.0))
-            c = dt / den
-            coef = dn / den - c * mu_i
-            AT[:, k, :] = a
-            cs[:, k] = c
-            g += coef[:, None] * a
-        M = np.matmul(AT.transpose(0, 2, 1) * cs[:, None, :], AT)
-        # Sigma <- Sigma - G M G^T, mu <- mu + G g: the block's b updates at once, into a
-        # kept buffer (a fresh (nb, n, n) temporary per block costs its page faults). A
-        # left-looking variant (rows J only per block, Sigma once per sweep) measured no
-        # faster: the same BLAS time, in a (n, n) x (n, n) product at the sweep's end.
-        np.matmul(GT.transpose(0, 2, 1), np.matmul(M, GT), out=buf)
-        Sigma -= buf
-        mu += np.matmul(g[:, None, :], GT)[:, 0, :]
+        _block(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, j0, min(j0 + block, n), block, buf, bad)
     return bad
+
+
+def _first_sweep(K, Y, m, tau_floor, block, buf):
+    """The first sweep for every row of ``Y``, from the prior (zero sites, ``Sigma = K``):
+    rows that agree on the signs of sites ``0..j`` have the same state after site j, so each
+    block runs once per distinct prefix of signs up to its end (in joint mode every row
+    shares S's signs; functions found by SGD share long prefixes on E too), and the states
+    fan out as the prefixes part. Returns ``(Sigma, mu, tau, nu, ldB, bad)`` per row, the
+    values ``_sweep`` gives row by row."""
+    nb, n = Y.shape
+    grp = np.zeros(nb, np.int64)  # row -> its prefix's state
+    Sigma = K[None].copy()
+    mu, tau, nu = np.zeros((1, n)), np.zeros((1, n)), np.zeros((1, n))
+    ldB, bad = np.zeros(1), np.zeros(1, bool)
+    for j0 in range(0, n, block):
+        j1 = min(j0 + block, n)
+        keys = np.concatenate([grp[:, None], (Y[:, j0:j1] > 0)], axis=1)
+        _, first, grp = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        grp = grp.ravel()
+        parent = keys[first, 0]
+        if len(parent) != len(Sigma) or np.any(parent != np.arange(len(parent))):
+            Sigma, mu, tau, nu, ldB, bad = (a[parent] for a in (Sigma, mu, tau, nu, ldB, bad))
+        _block(Sigma, mu, tau, nu, ldB, Y[first], m, tau_floor, j0, j1, block, buf, bad)
+    if len(Sigma) != nb or np.any(grp != np.arange(nb)):
+        Sigma, mu, tau, nu, ldB, bad = (a[grp] for a in (Sigma, mu, tau, nu, ldB, bad))
+    return Sigma, mu, tau, nu, ldB, bad
+
+
+def _block(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, j0, j1, block, buf, bad):
+    """Sites ``j0..j1-1`` of a sequential sweep, in place; failed rows are or-ed into ``bad``."""
+    nb, n, _ = Sigma.shape
+    J = slice(j0, j1)
+    b = j1 - j0
+    # G^T with G = Sigma[:, J] (Sigma is symmetric): rows J of Sigma from their row group's
+    # first column on, and before it the columns J of the earlier row groups, transposed
+    r0 = _group_start(j0, n, block)
+    GT = np.empty((nb, b, n))
+    GT[:, :, r0:] = Sigma[:, J, r0:]
+    if r0:
+        GT[:, :, :r0] = Sigma[:, :r0, J].transpose(0, 2, 1)
+    PT = GT[:, :, J].copy()  # Sigma[J, J]; row k is Sigma[j_k, J]
+    # M = sum_k c_k a_k a_k^T is kept as its factors: AT (rows a_k) and cs (c_k), so that a
+    # site costs two (k x b) products instead of a b x b outer-product update
+    AT = np.zeros((nb, b, b))
+    cs = np.zeros((nb, b))
+    g = np.zeros((nb, b))
+    muJ0 = mu[:, J].copy()
+    for k in range(b):
+        i = j0 + k
+        # the current column Sigma[:, i] is G a with a = e_k - M P[:, k]; on J it is P a
+        if k:
+            Ak = AT[:, :k, :]
+            w = cs[:, :k] * np.matmul(Ak, PT[:, k, :, None])[:, :, 0]
+            a = -np.matmul(w[:, None, :], Ak)[:, 0, :]
+        else:
+            a = np.zeros((nb, b))
+        a[:, k] += 1.0
+        sii = np.einsum("bj,bj->b", PT[:, k, :], a)
+        mu_i = muJ0[:, k] + np.einsum("bj,bj->b", PT[:, k, :], g)
+        ti, ni = tau[:, i], nu[:, i]
+        tc = np.maximum(1.0 / sii - ti, tau_floor[i])
+        mc = (mu_i / sii - ni) / tc
+        sdc = 1.0 / np.sqrt(tc)
+        y = Y[:, i]
+        lam, r, omr = _site_moments(y * (mc + m[i]) / sdc)
+        t_new = ti + 1.0 * (tc * r / omr - ti)
+        n_new = ni + 1.0 * (tc * (mc * r + y * sdc * lam) / omr - ni)
+        dt, dn = t_new - ti, n_new - ni
+        tau[:, i], nu[:, i] = t_new, n_new
+        den = 1.0 + dt * sii
+        bad |= ~(den > 0)
+        ldB += np.log(np.where(den > 0, den, 1.0))
+        c = dt / den
+        coef = dn / den - c * mu_i
+        AT[:, k, :] = a
+        cs[:, k] = c
+        g += coef[:, None] * a
+    M = np.matmul(AT.transpose(0, 2, 1) * cs[:, None, :], AT)
+    # Sigma <- Sigma - G M G^T, mu <- mu + G g: the block's b updates at once. By row groups
+    # (each kept from its first column on: the update is symmetric, the lower part would
+    # repeat it) and by SUB rows of the batch at a time, so that each product is subtracted
+    # while it is in cache: a product over the whole chunk (30 MB at n = 128) went to memory
+    # and came back for the subtraction, the sweep's main cost.
+    H = np.matmul(M, GT)
+    GTt = GT.transpose(0, 2, 1)
+    groups = _groups(n, block)
+    for p0 in range(0, nb, SUB):
+        P = slice(p0, min(p0 + SUB, nb))
+        for g0, g1 in groups:
+            out = buf[: (P.stop - p0) * (g1 - g0) * (n - g0)].reshape(P.stop - p0, g1 - g0,
+                                                                     n - g0)
+            np.matmul(GTt[P, g0:g1], H[P, :, g0:], out=out)
+            Sigma[P, g0:g1, g0:] -= out
+    mu += np.matmul(g[:, None, :], GT)[:, 0, :]
 
 
 def ep_log_orthant_batch(K, signs, *, mean=None, tol: float = 1e-4, max_iter: int = 50,
@@ -171,8 +241,12 @@ def ep_log_orthant_batch(K, signs, *, mean=None, tol: float = 1e-4, max_iter: in
     bounds = np.linspace(0, nb, n_chunks + 1).round().astype(int)
     sls = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
+    # rows in lexicographic order of their signs: a chunk then holds patterns with long common
+    # prefixes, which share the first sweep's blocks (``_first_sweep``); rows are independent
+    order = np.lexsort(Y.T[::-1])
+
     def work(sl):
-        return sl, _run_chunk(K, Y[sl], m, tol, max_iter, block)
+        return order[sl], _run_chunk(K, Y[order[sl]], m, tol, max_iter, block)
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -206,15 +280,13 @@ def _run_chunk(K, Y, m, tol, max_iter, block):
     out_conv = np.zeros(nb, bool)
     out_ok = np.ones(nb, bool)
     idx = np.arange(nb)  # rows still iterating
-    Sigma = np.broadcast_to(K, (nb, n, n)).copy()
-    mu = np.zeros((nb, n))
-    tau = np.zeros((nb, n))
-    nu = np.zeros((nb, n))
-    ldB = np.zeros(nb)
     Yc = Y
-    buf = np.empty_like(Sigma)
+    buf = np.empty(SUB * n * n)
     for it in range(1, max_iter + 1):
-        bad = _sweep(Sigma, mu, tau, nu, ldB, Yc, m, tau_floor, block, buf[: len(idx)])
+        if it == 1:
+            Sigma, mu, tau, nu, ldB, bad = _first_sweep(K, Yc, m, tau_floor, block, buf)
+        else:
+            bad = _sweep(Sigma, mu, tau, nu, ldB, Yc, m, tau_floor, block, buf)
         var = np.diagonal(Sigma, axis1=1, axis2=2).copy()
         bad |= ~np.all((var > 0) & np.isfinite(var), axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
