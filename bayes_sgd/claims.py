@@ -273,6 +273,7 @@ def draw_width(folders: dict[str, Path], *, nngp: bool = True, nngp_draws: int =
                 if v is not None and (g, col) in colours:
                     ax.plot([x_inf], [v], "*", ms=12, color=colours[(g, col)], mec="k", mew=0.5)
         ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.3))  # off the curves
         ax.set_xlabel("hidden width")
         ticks = [*widths, x_inf] if limits else widths
         ax.set_xticks(ticks, [f"{w:g}" for w in widths] + (["inf\n(NNGP)"] if limits else []),
