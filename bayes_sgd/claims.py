@@ -34,8 +34,8 @@ from . import results
 from .analysis import compare
 from .corruption import corrupted_target
 
-__all__ = ["KINDS", "draw", "run_metrics", "corrupted_target", "concentration",
-           "draw_width", "draw_random_labels", "draw_flatness", "draw_distance", "draw_runs_table"]
+__all__ = ["KINDS", "draw", "run_metrics", "corrupted_target", "concentration", "nngp_limit",
+           "sample_concentration", "draw_width", "draw_random_labels", "draw_flatness", "draw_distance", "draw_runs_table"]
 
 KINDS = ("width", "random_labels", "flatness", "distance", "runs_table")
 
@@ -100,6 +100,96 @@ def run_metrics(folder: str | Path) -> dict:
     return out
 
 
+def sample_concentration(bits, sample_size: int) -> dict:
+    """Mean plug-in entropy (bits) and top-function mass of ``sample_size`` draws, over the
+    consecutive batches of ``sample_size`` rows of the 0/1 functions ``bits`` (n_draws, |E|):
+    what ``concentration`` of ``sample_size`` SGD runs would show if SGD sampled the
+    distribution the rows were drawn from (the same estimator, so the same bias)."""
+    bits = np.asarray(bits, np.uint8)
+    n_b = len(bits) // int(sample_size)
+    if n_b < 1:
+        raise ValueError(f"sample_size: expected at most {len(bits)} (the draws), got {sample_size}")
+    packed = np.packbits(bits, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    h, top = [], []
+    for b in range(n_b):
+        _, c = np.unique(keys[b * sample_size:(b + 1) * sample_size], return_counts=True)
+        q = c / c.sum()
+        h.append(-(q * np.log2(q)).sum())
+        top.append(q.max())
+    return {"entropy_bits": _r(np.mean(h)), "entropy_bits_sd": _r(np.std(h)),
+            "top_mass": _r(np.mean(top)), "top_mass_sd": _r(np.std(top)),
+            "sample_size": int(sample_size), "n_batches": int(n_b)}
+
+
+def nngp_limit(folder: str | Path, *, n_draws: int = 200_000, seed: int = 0) -> dict:
+    """The infinite-width point of the width sweep: the NNGP posterior of the run in ``folder``
+    (its task and kernel; the analytic NNGP kernel depends on depth and sigmas, not on width).
+
+    EP on S gives ln P(S) (``log10_P_S``; the summary's ``gp.log10_P_S`` in the conditional mode)
+    and the predictive ``f_E | S ~ N(m, C)`` (``gp.ep_predictive``). From it:
+
+    - ``test_error``: the P_B-weighted test error over the whole posterior,
+      ``(1/|E|) sum_x P(sign f(x) != y(x) | S)`` = mean of ``Phi(-m_x / sqrt(C_xx))`` over the
+      E inputs labelled 1 and ``Phi(m_x / sqrt(C_xx))`` over those labelled 0 (E inputs that are
+      also in S carry S's label); ``test_error_mc`` the same from ``n_draws`` draws;
+    - ``pac_bayes_bound`` from ln P(S) (delta = 0.01, ``gp.pac_bayes_bound``);
+    - ``top_mass_posterior``: the most frequent function's share of the ``n_draws`` draws (the
+      posterior's top-function mass, binomial standard error ``top_mass_posterior_se``);
+    - ``sampled``: ``sample_concentration`` of the draws with ``sample_size`` = the run's SGD
+      ``n_runs``, the entropy and top mass that P_SGD's would have if SGD sampled P_B.
+
+    There is no P_SGD at infinite width here, so no agreement measure.
+    """
+    from scipy.special import log_ndtr
+
+    from .config import config_from_dict
+    from .gp import ep_posterior, ep_predictive, pac_bayes_bound
+    from .models import build_model
+    from .samplers import GPProblem, gp_kernel
+    from .tasks import build_task
+
+    r = results.load(folder)
+    cfg = config_from_dict(r.config)
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.input_shape)
+    prob = GPProblem.from_task(task, lambda X: gp_kernel(cfg, model, X)[0])
+    if prob.conflict_S:
+        raise ValueError(f"{folder}: S labels one input both ways (P(S) = 0): no NNGP posterior")
+    S, E = slice(0, prob.n_S), slice(prob.n_S, None)
+    st = ep_posterior(prob.K[S, S], prob.y_S)
+    mean, cov = ep_predictive(prob.K[S, S], prob.K[S, E], prob.K[E, E], st)
+    slot = np.asarray(prob.e_slot)
+    free = slot >= prob.n_S
+    y = np.asarray(task.y_test).astype(bool)
+    # P(f(x) > 0 | S) per E position
+    p1 = np.empty(len(slot))
+    p1[~free] = (prob.y_S[slot[~free]] > 0).astype(float)
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    z = mean / np.where(sd > 0, sd, np.inf)
+    p1[free] = np.exp(log_ndtr(z))[slot[free] - prob.n_S]
+    err = np.where(y, 1.0 - p1, p1).mean()
+    rng = np.random.default_rng([seed, 15])
+    draws = rng.multivariate_normal(mean, cov, size=int(n_draws), method="eigh") > 0
+    bits = np.empty((len(draws), len(slot)), np.uint8)
+    bits[:, free] = draws[:, slot[free] - prob.n_S]
+    bits[:, ~free] = (prob.y_S[slot[~free]] > 0)[None, :]
+    packed = np.packbits(bits, axis=1)
+    keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, counts = np.unique(keys, return_counts=True)
+    top = counts.max() / len(keys)
+    log_ps = float(st.log_Z)
+    return {"log10_P_S": _r(log_ps / math.log(10), 6),
+            "pac_bayes_bound": _r(pac_bayes_bound(min(log_ps, 0.0), task.m, delta=0.01), 6),
+            "test_error": _r(err, 6),
+            "test_error_mc": _r((bits != y[None, :]).mean(), 6),
+            "top_mass_posterior": _r(top, 6),
+            "top_mass_posterior_se": _r(math.sqrt(top * (1 - top) / len(keys)), 6),
+            "n_distinct_in_draws": int(len(counts)), "n_draws": int(n_draws),
+            "ep_converged": bool(st.converged),
+            "sampled": sample_concentration(bits, int(cfg.samplers.sgd.n_runs))}
+
+
 def _param(name: str, prefix: str) -> float:
     # run names encode the swept values: w40_c10 -> width 40, corruption 0.10
     for part in name.split("_"):
@@ -119,39 +209,76 @@ def _curves(metrics: dict, xkey: str, group: str | None):
     return pd.DataFrame(rows).sort_values(["group", "x"])
 
 
-def _lines(ax, t, cols, labels, *, group_label=None, logx=False):
+def _lines(ax, t, cols, labels, *, group_label=None, logx=False) -> dict:
+    """One line per (group, column); returns their colours by (group, column)."""
+    colours = {}
     for g, sub in t.groupby("group"):
         for col, lab, ls in zip(cols, labels, ("-", "--", ":", "-.")):
             if col in sub and sub[col].notna().any():
                 gl = f", {group_label} {g:g}" if group_label else ""
-                ax.plot(sub["x"], sub[col].astype(float), ls, marker="o", label=f"{lab}{gl}")
+                (ln,) = ax.plot(sub["x"], sub[col].astype(float), ls, marker="o", label=f"{lab}{gl}")
+                colours[(g, col)] = ln.get_color()
     if logx:
         ax.set_xscale("log")
     ax.legend(fontsize=7)
+    return colours
 
 
-def draw_width(folders: dict[str, Path]):
-    """Runs named ``w<width>_c<corruption %>``; width 0 = none (not used)."""
+# width panels: (columns, labels, {column: the NNGP limit's key drawn at infinite width})
+_WIDTH_PANELS = (
+    ("test error and bound vs width (star: NNGP, whole posterior)",
+     ["sgd_test_error", "gp_test_error", "pac_bayes_bound"],
+     ["P_SGD test error", "P_B (GP) test error over SGD's functions", "PAC-Bayes bound"],
+     {"gp_test_error": "test_error", "pac_bayes_bound": "pac_bayes_bound"}),
+    ("log10 P(S) (star: NNGP)", ["gp_log10_P_S", "rejection_log10_P_S"],
+     ["log10 P(S) GP", "log10 P(S) rejection (this width)"], {"gp_log10_P_S": "log10_P_S"}),
+    ("entropy (star: n_runs draws of the NNGP's P_B)", ["sgd.entropy_bits", "gp.entropy_bits"],
+     ["H(P_SGD) bits", "H(P_B) over SGD's functions"], {"sgd.entropy_bits": "sampled.entropy_bits"}),
+    ("agreement and top mass (star: n_runs draws of the NNGP's P_B)",
+     ["agreement_gp_sgd_k1.spearman", "sgd.top_mass"],
+     ["Spearman log P_SGD vs log P_B", "top-function mass of P_SGD"],
+     {"sgd.top_mass": "sampled.top_mass"}),
+)
+
+
+def _get(d: dict, dotted: str):
+    for k in dotted.split("."):
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def draw_width(folders: dict[str, Path], *, nngp: bool = True, nngp_draws: int = 200_000):
+    """Runs named ``w<width>_c<corruption %>``.  With ``nngp`` the infinite-width limit
+    (``nngp_limit`` of each corruption's first run) is drawn as the last point of every panel
+    (stars at the "inf" tick) and reported in the metrics as ``nngp_c<corruption %>``."""
     import matplotlib.pyplot as plt
 
     metrics = {n: run_metrics(f) for n, f in folders.items()}
     t = _curves(metrics, "w", "c")
     t["group"] = t["group"] / 100
+    limits = {}
+    if nngp:
+        for name in t.drop_duplicates("group")["run"]:
+            c = _param(name, "c")
+            limits[c / 100] = metrics_key = f"nngp_c{c:g}"
+            metrics[metrics_key] = nngp_limit(folders[name], n_draws=nngp_draws)
+    widths = sorted(t["x"].unique())
+    x_inf = widths[-1] * 4
     fig, axes = plt.subplots(1, 4, figsize=(19, 4.2))
-    _lines(axes[0], t, ["sgd_test_error", "gp_test_error", "pac_bayes_bound"],
-           ["P_SGD test error", "P_B (GP) test error", "PAC-Bayes bound"], group_label="corrupt", logx=True)
-    axes[0].set_title("test error and bound vs width")
-    _lines(axes[1], t, ["gp_log10_P_S", "rejection_log10_P_S"], ["log10 P(S) GP", "log10 P(S) rejection"],
-           group_label="corrupt", logx=True)
-    axes[1].set_title("log10 P(S) (the GP is the width limit)")
-    _lines(axes[2], t, ["sgd.entropy_bits", "gp.entropy_bits"], ["H(P_SGD) bits", "H(P_B) bits"],
-           group_label="corrupt", logx=True)
-    axes[2].set_title("concentration: entropy")
-    _lines(axes[3], t, ["agreement_gp_sgd_k1.spearman", "sgd.top_mass"],
-           ["Spearman log P_SGD vs log P_B", "top-function mass of P_SGD"], group_label="corrupt", logx=True)
-    axes[3].set_title("agreement and top mass")
-    for ax in axes:
+    for ax, (title, cols, labels, lim) in zip(axes, _WIDTH_PANELS):
+        colours = _lines(ax, t, cols, labels, group_label="corrupt", logx=True)
+        for g, key in limits.items():
+            for col, lk in lim.items():
+                v = _get(metrics[key], lk)
+                if v is not None and (g, col) in colours:
+                    ax.plot([x_inf], [v], "*", ms=12, color=colours[(g, col)], mec="k", mew=0.5)
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.3))  # off the curves
         ax.set_xlabel("hidden width")
+        ticks = [*widths, x_inf] if limits else widths
+        ax.set_xticks(ticks, [f"{w:g}" for w in widths] + (["inf\n(NNGP)"] if limits else []),
+                      fontsize=7)
+        ax.minorticks_off()
     fig.tight_layout()
     return fig, metrics
 
