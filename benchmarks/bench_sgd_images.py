@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sgd_images.py [--models fcn,cnn] [--device cpu|gpu]
         [--fcn-runs 16] [--cnn-runs 8] [--cnn-max-epochs 1] [--torch-runs 4] [--slots 0]
+        [--spmd auto|mesh|per-device]
 
 Setting (issue 14, item 3): binarised MNIST (label >= 5 -> 1; the test split of
 ``$BAYES_SGD_MNIST_DIR``, pixels / 255), |S| = 1,000 (train_seed 0), |E| = 100; Adam lr 1e-3,
@@ -59,9 +60,10 @@ def model_overrides(name: str, channels: int) -> list[str]:
             'model.pooling="none"', "model.dense_widths=[]"]
 
 
-def warm_up(trainer, devices) -> float:
-    """Compile the executables the run uses (one epoch of idle slots): ``SGDTrainer.warm``."""
-    return trainer.warm(devices)
+def warm_up(trainer, run_kw) -> float:
+    """Compile the executables the run uses (one epoch of idle slots): ``SGDTrainer.warm``
+    with the run's devices and path (mesh or per device, ``spmd_for``)."""
+    return trainer.warm(run_kw["devices"], spmd=run_kw.get("spmd"))
 
 
 def torch_threads_for(model, task, args, device) -> tuple[int, str]:
@@ -75,6 +77,10 @@ def torch_threads_for(model, task, args, device) -> tuple[int, str]:
         n = args.torch_threads or default
         torch.set_num_threads(n)
         return n, f"{n} threads (given)" if args.torch_threads else f"{n} threads"
+    # one untimed epoch first: the first epoch in the process pays torch's one-off start-up
+    # (allocator, oneDNN kernels), which would count against whichever count went first
+    torch_image_loop(model, task.x_train, task.y_train, max_epochs=1, max_runs=1,
+                     device=device, seed=98)
     times = {}
     for n in sorted({1, default}):
         torch.set_num_threads(n)
@@ -104,6 +110,8 @@ def bench_model(name: str, args, device) -> bool:
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.input_shape)
     trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model, slots=args.slots or None)
+    if args.spmd != "auto" and run_kw["devices"]:
+        run_kw["spmd"] = args.spmd == "mesh"
     n_threads, threads_desc = torch_threads_for(model, task, args, device)
     import torch
 
@@ -119,12 +127,13 @@ def bench_model(name: str, args, device) -> bool:
         "training": "adam lr 1e-3, batch 32, BCE, reshuffled each epoch, fit checked each "
                     f"epoch, max_epochs {max_epochs}",
         "package": f"SGDTrainer.run, {runs} runs, {trainer.P} slots x "
-                   f"{len(run_kw['devices'] or [None])} device(s) {jax.devices()}, "
+                   f"{len(run_kw['devices'] or [None])} device(s) {jax.devices()} "
+                   f"({'one executable over the mesh' if run_kw.get('spmd') else 'one executable per device'}), "
                    f"jax {jax.__version__}",
         "baseline": f"torch {torch.__version__} on {device}, one network at a time, "
                     f"{threads_desc}; up to {args.torch_runs} runs in two halves",
     })
-    print(f"compile (+ one idle epoch): {warm_up(trainer, run_kw['devices']):.1f} s",
+    print(f"compile (+ one idle epoch): {warm_up(trainer, run_kw):.1f} s",
           flush=True)
     t_kw = dict(lr=cfg.samplers.sgd.lr, batch_size=cfg.samplers.sgd.batch_size,
                 max_epochs=max_epochs, max_seconds=args.torch_seconds, device=device)
@@ -179,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cnn-max-epochs", type=int, default=1,
                     help="epoch cap per CNN run (1: per-network-epoch timing; 100: to fit)")
     ap.add_argument("--slots", type=int, default=0, help="slots per device (0 = automatic)")
+    ap.add_argument("--spmd", choices=("auto", "mesh", "per-device"), default="auto",
+                    help="several devices: the runner's choice (spmd_for), or force one")
     ap.add_argument("--torch-runs", type=int, default=4, help="torch runs per model")
     ap.add_argument("--torch-seconds", type=float, default=60.0,
                     help="time box of each torch half (finishes the run in progress)")

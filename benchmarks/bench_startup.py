@@ -5,8 +5,10 @@ device mesh (SPMD, ``spmd=True``) vs one executable per device (``spmd=False``) 
         [--quick-runs 10000] [--paper-runs 2048] [--chunks 64]
 
 Settings: n = 7, FCN 7-40-40-1 ReLU, sigma_w = sigma_b = 1, and4, plain SGD, batch 8, BCE.
-SGD "quick": the package's default experiment (``boolean_n7``: |S| = 16, lr 0.1, 10^4 runs);
-SGD "paper": |S| = 32, lr 0.01 (``--paper-runs`` runs).  Rejection: |S| = 32, the automatic
+SGD "quick": the package's default experiment's S and lr (``boolean_n7``: its ``train_mask``,
+32 inputs, lr 0.1, 10^4 runs; until 2026-12-02 this said |S| = 16: a ``task.train_size``
+override is ignored when the config sets a mask); SGD "paper": the same S, lr 0.01
+(``--paper-runs`` runs).  Rejection: |S| = 32, the automatic
 chunk size, blocks of 8 chunks (as the runner).  Every path gets its own trainer or chunk
 function (fresh executables, nothing cached between paths).
 
@@ -57,6 +59,7 @@ def bench_sgd(name, overrides, n_runs, rounds, devs) -> dict:
     from bayes_sgd.config import load_config
     from bayes_sgd.models import build_model
     from bayes_sgd.samplers import sgd_trainer_and_run_kwargs
+    from bayes_sgd.samplers._sgd import forward_flops
     from bayes_sgd.tasks import build_task
 
     cfg = load_config(None, overrides + [f"samplers.sgd.n_runs={n_runs}"])
@@ -91,7 +94,8 @@ def bench_sgd(name, overrides, n_runs, rounds, devs) -> dict:
               f"{rate[p]:7.1f} runs/s ({rounds * n_runs / cpu[p]:7.1f} per CPU s), "
               f"compile + {n_runs} runs {compile_s[p] + n_runs / rate[p]:5.1f} s")
     return {"compile": compile_s, "rate": rate, "n": n_runs, "compile_cpu": compile_cpu,
-            "cpu_rate": {p: rounds * n_runs / cpu[p] for p in PATHS}}
+            "cpu_rate": {p: rounds * n_runs / cpu[p] for p in PATHS},
+            "work_per_run": forward_flops(model, task.input_shape) * task.m}
 
 
 def bench_rejection(n_chunks, rounds, devs) -> dict:
@@ -163,6 +167,8 @@ def main(argv=None) -> int:
     import bayes_sgd.samplers  # noqa: F401  (one CPU device per core, before JAX starts)
     import jax
 
+    from bayes_sgd.samplers._sgd import SPMD_MAX_WORK
+
     devs = jax.devices()
     if len(devs) < 2:
         print(f"needs 2 or more devices, got {devs} (try --devices 2)")
@@ -178,10 +184,10 @@ def main(argv=None) -> int:
     base = ["task.n=7", "task.target=and4", "samplers.sgd.batch_size=8",
             "samplers.sgd.optimizer=sgd", "samplers.sgd.loss=bce", "samplers.sgd.max_epochs=2000"]
     if "quick" in only:
-        out["SGD quick"] = bench_sgd("quick", base + ["task.train_size=16", "samplers.sgd.lr=0.1"],
+        out["SGD quick"] = bench_sgd("quick", base + ["samplers.sgd.lr=0.1"],
                                      args.quick_runs, args.rounds, devs)
     if "paper" in only:
-        out["SGD paper"] = bench_sgd("paper", base + ["task.train_size=32", "samplers.sgd.lr=0.01"],
+        out["SGD paper"] = bench_sgd("paper", base + ["samplers.sgd.lr=0.01"],
                                      args.paper_runs, args.rounds, devs)
     if "rejection" in only:
         out["rejection"] = bench_rejection(args.chunks, args.rounds, devs)
@@ -201,6 +207,18 @@ def main(argv=None) -> int:
             tot = {p: c[p] + o["n"] / r[p] for p in PATHS}
             print(f"  {'':<10}  compile + {o['n']} runs: per-device {tot['per-device']:.1f} s, "
                   f"SPMD {tot['SPMD']:.1f} s ({tot['per-device'] / tot['SPMD']:.2f}x)")
+            # where compile + n / rate is equal on both paths (the runner's rule: spmd_for)
+            dc = c["per-device"] - c["SPMD"]
+            dt = 1 / r["SPMD"] - 1 / r["per-device"]
+            if dc > 0 and dt > 0:
+                n_x = dc / dt
+                print(f"  {'':<10}  crossover: SPMD faster end to end below {n_x:,.0f} runs "
+                      f"({n_x / r['per-device']:.1f} s of per-device training; work n_runs x "
+                      f"|S| x forward FLOPs = {n_x * o['work_per_run']:.2e}, spmd_for's threshold "
+                      f"{SPMD_MAX_WORK:.2e})")
+            else:
+                print(f"  {'':<10}  crossover: none (SPMD {'faster' if dt <= 0 else 'slower'} "
+                      f"in steady state, compiles {'faster' if dc > 0 else 'slower'})")
     print(f"(load average now {os.getloadavg()[0]:.1f}; the machine is shared)")
     return 0
 

@@ -97,6 +97,7 @@ SCRIPT = textwrap.dedent("""
     for path, spmd in () if part != "sgd" else (("one", None), ("per_device", False), ("mesh", True)):
         trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model, slots=16)
         out["runner_devices"] = len(run_kw["devices"] or [])
+        out["runner_spmd"] = run_kw["spmd"]
         if path == "one":
             run_kw = dict(run_kw, devices=None)
         else:
@@ -153,6 +154,7 @@ def test_two_devices_rejection_identical_counts():
 def test_two_devices_sgd_identical_records_and_counts():
     out = _two_devices("sgd")
     assert out["runner_devices"] == 2
+    assert out["runner_spmd"]  # 96 runs of a 5-8-1 net on |S| = 6: a short job (spmd_for)
     assert out["sgd_fitted"] > 0
     for path in ("per_device", "mesh"):
         assert out[f"sgd_{path}_records_equal"] and out[f"sgd_{path}_counts_equal"], path
@@ -205,3 +207,46 @@ def test_reading_results_does_not_import_jax():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("JAX ")[-1].strip() == "False"
+
+
+# The runner's mesh/per-device rule (spmd_for) against end-to-end times from the idle
+# ``bench_startup.py --devices 2`` of 2026-12-02: compile (per-device, mesh) in s and steady-state
+# rate (per-device, mesh) in runs/s, FCN 7-40-40-1 on the default config's S (32 inputs) at
+# lr 0.1 (the default run) and lr 0.01 (the paper's).  Far from the crossover (4x either side)
+# the rule must pick the path that is faster by compile + n_runs / rate.
+MEASURED = {"lr 0.1": ((12.6, 7.8), (1013.1, 869.6)), "lr 0.01": ((10.7, 6.5), (149.8, 129.2))}
+
+
+def test_forward_flops_closed_forms():
+    """2 x multiply-adds: an FCN's weights; the paper's CNN (28x28 input, 32 channels, kernels
+    5, 2, 5, 2, VALID/SAME) per output position, with either convolution implementation."""
+    import dataclasses
+
+    from bayes_sgd.models import CNN, FCN
+    from bayes_sgd.samplers._sgd import forward_flops
+
+    assert forward_flops(FCN(7, (40, 40)), (7,)) == 2 * (7 * 40 + 40 * 40 + 40)
+    assert forward_flops(FCN(784, (512, 512)), (784,)) == 2 * (784 * 512 + 512 * 512 + 512)
+    cnn = CNN.paper((28, 28, 1), filters=32)
+    macs = (24 * 24 * 25 * 32 + 24 * 24 * 4 * 32 * 32 + 20 * 20 * 25 * 32 * 32
+            + 20 * 20 * 4 * 32 * 32 + 20 * 20 * 32)
+    for conv in ("im2col", "xla"):
+        assert forward_flops(dataclasses.replace(cnn, conv=conv), (28, 28, 1)) == 2 * macs
+
+
+def test_spmd_rule_picks_the_faster_path_far_from_the_measured_crossover():
+    from bayes_sgd.samplers._sgd import spmd_for
+
+    flops = 2 * (7 * 40 + 40 * 40 + 40)  # FCN 7-40-40-1
+    for name, ((c_pd, c_mesh), (r_pd, r_mesh)) in MEASURED.items():
+        crossover = (c_pd - c_mesh) / (1 / r_mesh - 1 / r_pd)
+        for n_runs in (int(crossover / 4), int(crossover * 4)):
+            mesh_faster = c_mesh + n_runs / r_mesh < c_pd + n_runs / r_pd
+            assert spmd_for(n_runs, flops, 32) == mesh_faster, (name, n_runs, crossover)
+    # the default run (10^4 runs at lr 0.1: measured 19.3 s on the mesh vs 22.5 s per device)
+    # on the mesh; 10^5-run paper figures, and one MNIST run (|S| = 1,000) of the FCN
+    # 784-512-512-1 or of the paper's CNN, per device
+    assert spmd_for(10_000, flops, 32)
+    assert not spmd_for(100_000, flops, 32)
+    assert not spmd_for(1, 2 * (784 * 512 + 512 * 512 + 512), 1000)
+    assert not spmd_for(1, 29_422_592, 1000)

@@ -88,3 +88,49 @@ def test_cnn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
     assert rec_a == rec_b
     np.testing.assert_array_equal(keys_a, keys_b)
     np.testing.assert_array_equal(counts_a, counts_b)
+
+
+def _digits_task_and_fcn(widths):
+    cfg = load_config(QUICK_CONFIG, [
+        "task.kind=image", "task.dataset=digits", "task.train_size=40", "task.test_size=20",
+        "task.train_seed=3", "model.arch=fcn", f"model.widths={list(widths)}",
+        "model.sigma_b=0.0357", "samplers.rejection.enabled=false"])
+    task = build_task(cfg.task)
+    return task, build_model(cfg.model, task.input_shape)
+
+
+def test_fcn_layout_chosen_by_step_size():
+    """Vmapped slots for small FCNs (the paper's Boolean 7-40-40-1 at batch 8: 3.1e4 FLOPs a
+    step), one network at a time on CPU once a step is >= SCAN_MIN_STEP_FLOPS (an MNIST FCN
+    784-512-512-1 at batch 32: 2 x (784*512 + 512*512 + 512) x 32 = 4.3e7)."""
+    from bayes_sgd.models import FCN
+    from bayes_sgd.samplers._sgd import SCAN_MIN_STEP_FLOPS, forward_flops
+
+    assert forward_flops(FCN(7, (40, 40)), (7,)) * 8 < SCAN_MIN_STEP_FLOPS
+    assert forward_flops(FCN(784, (512, 512)), (784,)) * 32 >= SCAN_MIN_STEP_FLOPS
+    s = dict(n_runs=4, optimizer="adam", lr=0.01, batch_size=16, max_epochs=4, slots=2)
+    for widths, big in (((16,), False), ((512, 512), True)):  # 2.1e3 / 5.9e5 FLOPs a row
+        task, model = _digits_task_and_fcn(widths)
+        want = "scan" if big and jax.default_backend() == "cpu" else "vmap"
+        assert SGDTrainer(model, task, SGDSettings(**s),
+                          stream=stream_key(0, "sgd")).slot_layout == want
+
+
+@pytest.mark.parametrize("settings,per_sync,min_fit,min_div", LAYOUT_CASES)
+def test_fcn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
+    """The FCN's two layouts on the cases above: the same records and counts (float32
+    batched and unbatched products may round differently; on this task no decision flips)."""
+    results = {}
+    for layout in ("vmap", "scan"):
+        task, model = _digits_task_and_fcn((32, 32))
+        tr = SGDTrainer(model, task, SGDSettings(**settings), stream=stream_key(0, "sgd"),
+                        slot_layout=layout)
+        res = tr.run(range(settings["n_runs"]), epochs_per_sync=per_sync)
+        results[layout] = (res.records, res.counter.table())
+    (rec_a, (keys_a, counts_a)), (rec_b, (keys_b, counts_b)) = results.values()
+    assert len(rec_a) == settings["n_runs"]
+    assert sum(r[0] for r in rec_a.values()) >= min_fit
+    assert sum(r[3] for r in rec_a.values()) >= min_div
+    assert rec_a == rec_b
+    np.testing.assert_array_equal(keys_a, keys_b)
+    np.testing.assert_array_equal(counts_a, counts_b)

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -42,6 +43,12 @@ import optax
 from ..counting import FunctionCounter
 from ._common import pack_bits_jax, stream_key
 
+# "scan" slots on CPU from this many forward FLOPs per training step (forward_flops x batch).
+# Measured at the two ends only: the Boolean FCN 7-40-40-1 at batch 8 (3.1e4) gains ~3x from
+# vmapped slots; the MNIST FCN 784-512-512-1 at batch 32 (4.3e7) trains 1.9x faster under
+# "scan" (runs of ~6 epochs).  1e6, between them, is where a step is GEMMs of ~10^5
+# multiply-adds or more per network.
+SCAN_MIN_STEP_FLOPS = 1 << 20
 RANK_MAX_M = 256  # epoch_permutation by counting up to this |S| (m^2 work), by sorting above
 FIT_CHUNK = 128  # rows of S per forward pass in the fit check when |S| is larger
 DEFAULT_MEMORY_BUDGET = 2 << 30  # bytes for all slots' working set (automatic slot count)
@@ -65,6 +72,39 @@ def activation_floats_per_input(model, input_shape) -> int:
                    if hasattr(v.aval, "shape"))
 
     return max(1, total(2) - total(1))
+
+
+def forward_flops(model, input_shape) -> int:
+    """FLOPs of ONE network's forward pass on one input row: 2 x the multiply-adds of every
+    matrix product and convolution in the jaxpr of ``model.apply`` (an FCN: 2 x its weights;
+    a CNN: its convolutions, whatever their implementation)."""
+    params = jax.eval_shape(
+        lambda k: jax.tree_util.tree_map(lambda a: a[0], model.init(key=k, n=1)),
+        jax.random.key(0))
+    jaxpr = jax.make_jaxpr(model.apply)(params, jax.ShapeDtypeStruct((1, *input_shape),
+                                                                     jnp.float32))
+
+    def count(jx) -> int:
+        total = 0
+        for eqn in jx.eqns:
+            out = math.prod(eqn.outvars[0].aval.shape)
+            if eqn.primitive.name == "dot_general":
+                (lc, _), _ = eqn.params["dimension_numbers"]
+                lhs = eqn.invars[0].aval.shape
+                total += 2 * out * math.prod(lhs[i] for i in lc)
+            elif eqn.primitive.name == "conv_general_dilated":
+                rhs = eqn.invars[1].aval.shape
+                spec = eqn.params["dimension_numbers"].rhs_spec  # (out, in, spatial...)
+                total += 2 * out * rhs[spec[1]] * math.prod(rhs[i] for i in spec[2:])
+            for v in eqn.params.values():  # nested jaxprs (pjit, custom_jvp, ...)
+                for sub in (v if isinstance(v, (tuple, list)) else (v,)):
+                    if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                        total += count(sub.jaxpr)
+                    elif isinstance(sub, jax.extend.core.Jaxpr):
+                        total += count(sub)
+        return total
+
+    return count(jaxpr.jaxpr)
 
 
 def slot_memory(model, input_shape, opt, *, batch_size: int, fit_rows: int,
@@ -153,6 +193,16 @@ def sync_epochs_for(mean_epochs: float) -> int:
     return int(np.clip(2 ** np.round(np.log2(mean_epochs / 24)), 8, 16))
 
 
+class TrainData(NamedTuple):
+    """The task's arrays, passed to the executables as ARGUMENTS: closed over, they were
+    constants of the compiled program, and XLA constant-folded work on them at compile time
+    (a CNN's im2col patches of every image: minutes of compiling, tens of MB of constants)."""
+    x_s: jax.Array
+    y_s: jax.Array
+    x_s_chunks: jax.Array  # S padded to whole FIT_CHUNK-row chunks (fit check)
+    x_e: jax.Array
+
+
 class SlotState(NamedTuple):
     params: tuple
     opt_state: tuple
@@ -225,14 +275,21 @@ class SGDTrainer:
         pad_idx = np.arange(n_chunks * self.fit_chunk) % self.m
         self.x_s_chunks = self.x_s[pad_idx].reshape(
             (n_chunks, self.fit_chunk) + self.x_s.shape[1:])
+        self.data = TrainData(self.x_s, self.y_s, self.x_s_chunks, self.x_e)
+        self._data_cache: dict = {}  # device (or mesh sharding) -> self.data placed there
         # How slots share an executable: vmapped (batched kernels), or one network after
         # another (lax.map) for CNNs on CPU, where XLA's batched convolution layouts are
         # slower than a loop of unbatched ones (1.8x per network-epoch at 32 channels).
         # Every run's random numbers depend on its run id alone either way (None: automatic).
         if slot_layout not in (None, "vmap", "scan"):
             raise ValueError(f"slot_layout: expected 'vmap', 'scan' or None, got {slot_layout!r}")
+        # FCNs too once one training step is large (an MNIST FCN, batch 32: 4.3e7 FLOPs): its
+        # GEMMs keep a core busy alone, and finished slots are skipped instead of computed
+        # (runs of ~6 epochs: 57 vs 111 ms per useful network-epoch, bench_sgd_images.py).
+        big_step = forward_flops(model, task.input_shape) * bs >= SCAN_MIN_STEP_FLOPS
         self.slot_layout = slot_layout or (
-            "scan" if hasattr(model, "filters") and jax.default_backend() == "cpu" else "vmap")
+            "scan" if (hasattr(model, "filters") or big_step)
+            and jax.default_backend() == "cpu" else "vmap")
         state_b, act_b = slot_memory(model, task.input_shape, self.opt, batch_size=bs,
                                      fit_rows=self.fit_chunk, n_test=self.n_test)
         self.slot_bytes = state_b + act_b
@@ -258,13 +315,20 @@ class SGDTrainer:
             lambda a: a[0], self.model.init(key=self._run_key(run_id, 0), n=1))
         return params, self.opt.init(params)
 
-    def _fits(self, params):
+    def _fits(self, params, data: TrainData | None = None):
+        d = self.data if data is None else data
         if self.fit_chunk >= self.m:
-            out = self.model.apply(params, self.x_s)
+            out = self.model.apply(params, d.x_s)
         else:  # S in chunks (padded with its first rows, cut off after)
             out = jax.lax.map(lambda xb: self.model.apply(params, xb),
-                              self.x_s_chunks).reshape(-1)[: self.m]
-        return jnp.all((out > 0) == (self.y_s > 0.5))
+                              d.x_s_chunks).reshape(-1)[: self.m]
+        return jnp.all((out > 0) == (d.y_s > 0.5))
+
+    def data_on(self, where) -> TrainData:
+        """``self.data`` placed on ``where`` (a device or a sharding), once per place."""
+        if where not in self._data_cache:
+            self._data_cache[where] = jax.device_put(self.data, where)
+        return self._data_cache[where]
 
     def _build(self):
         model, opt, loss, s = self.model, self.opt, self.loss, self.s
@@ -280,11 +344,11 @@ class SGDTrainer:
 
         grad = jax.value_and_grad(batch_loss)
 
-        def one_epoch(params, opt_state, run_id, epoch, fit_epoch, done, diverged, fits):
+        def one_epoch(d, params, opt_state, run_id, epoch, fit_epoch, done, diverged, fits):
             # Check at the epoch boundary before training: a run that already fits S
             # (initialisation included) records its fit epoch.  A run stops only on a boundary
             # where it fits S (P_SGD is conditioned on S: training past the fit may lose it).
-            fits = self._fits(params)
+            fits = self._fits(params, d)
             fit_epoch = jnp.where((fit_epoch < 0) & fits, epoch, fit_epoch)
             finished = (((fit_epoch >= 0) & (epoch - fit_epoch >= after) & fits)
                         | (epoch >= max_epochs))
@@ -298,7 +362,7 @@ class SGDTrainer:
                     p, o, bad = carry
                     idx = jax.lax.dynamic_slice(perm, (i * bs,), (bs,))
                     w = jax.lax.dynamic_slice(weights, (i * bs,), (bs,))
-                    val, g = grad(p, self.x_s[idx], self.y_s[idx], w)
+                    val, g = grad(p, d.x_s[idx], d.y_s[idx], w)
                     upd, o = opt.update(g, o, p)
                     p = optax.apply_updates(p, upd)
                     if noise_scale > 0:
@@ -330,28 +394,31 @@ class SGDTrainer:
             epoch = jnp.where(keep, epoch, epoch + 1)
             return params, opt_state, run_id, epoch, fit_epoch, done, diverged, fits
 
-        if scan:  # one network at a time within the executable
-            def frozen_or_epoch(st):
-                # A finished run that did not diverge is frozen: one_epoch would return its
-                # state unchanged (its fit flag was computed on the parameters it still
-                # holds), so skip it.  Frozen slots wait one to two syncs (8-16 epochs) for
-                # their harvest in the pipelined ``run``: recomputed, a 1-epoch CNN run at
-                # |S| = 256 cost 9x its useful work (bench_sgd_images.py).
-                return jax.lax.cond(st[5] & ~st[6], lambda a: a, lambda a: one_epoch(*a), st)
+        def run_epochs(state: SlotState, n_epochs, d: TrainData):
+            def epoch_of(*st):
+                return one_epoch(d, *st)
 
-            def v_epoch(*st):
-                return jax.lax.map(frozen_or_epoch, st)
-        else:
-            v_epoch = jax.vmap(one_epoch)
+            if scan:  # one network at a time within the executable
+                def frozen_or_epoch(st):
+                    # A finished run that did not diverge is frozen: one_epoch would return its
+                    # state unchanged (its fit flag was computed on the parameters it still
+                    # holds), so skip it.  Frozen slots wait one to two syncs (8-16 epochs) for
+                    # their harvest in the pipelined ``run``: recomputed, a 1-epoch CNN run at
+                    # |S| = 256 cost 9x its useful work (bench_sgd_images.py).
+                    return jax.lax.cond(st[5] & ~st[6], lambda a: a, lambda a: epoch_of(*a), st)
 
-        def run_epochs(state: SlotState, n_epochs):
+                def v_epoch(*st):
+                    return jax.lax.map(frozen_or_epoch, st)
+            else:
+                v_epoch = jax.vmap(epoch_of)
+
             def body(_, st):
                 return SlotState(*v_epoch(*st))
             return jax.lax.fori_loop(0, n_epochs, body, state)
 
         # n_epochs is traced: the sync cadence adapts without recompiling
         self._run_epochs_fn = run_epochs
-        self.run_epochs = jax.jit(run_epochs)
+        self.run_epochs = _WithData(jax.jit(run_epochs), self)
         self._mesh_cache: dict = {}
         self._build_refill()
 
@@ -375,23 +442,23 @@ class SGDTrainer:
                 jnp.where(mask, False, state.diverged),
                 jnp.where(mask, False, state.fits))
 
-        def functions_on_test(params):
+        def functions_on_test(params, d: TrainData):
             if self.slot_layout == "scan":  # one network's activations on E at a time
-                out = jax.lax.map(lambda p: model.apply(p, self.x_e), params)
+                out = jax.lax.map(lambda p: model.apply(p, d.x_e), params)
             else:
-                out = model.apply_batched(params, self.x_e)
+                out = model.apply_batched(params, d.x_e)
             return pack_bits_jax(out > 0)
 
-        def harvest_and_refill(state: SlotState, harvest, mask, new_ids):
+        def harvest_and_refill(state: SlotState, harvest, mask, new_ids, d: TrainData):
             # functions on E of the slots ``harvest`` (K indices; finished runs, read before
             # their slots are refilled): K forward passes on E, not P
             hp = jax.tree_util.tree_map(lambda a: a[harvest], state.params)
-            return refill(state, mask, new_ids), functions_on_test(hp)
+            return refill(state, mask, new_ids), functions_on_test(hp, d)
 
         self._refill_fn, self._harvest_fn = refill, harvest_and_refill
         self.refill = jax.jit(refill)
-        self.harvest_and_refill = jax.jit(harvest_and_refill)
-        self.functions_on_test = jax.jit(functions_on_test)
+        self.harvest_and_refill = _WithData(jax.jit(harvest_and_refill), self)
+        self.functions_on_test = _WithData(jax.jit(functions_on_test), self)
 
     def mesh_fns(self, devices) -> "MeshFns":
         """``run_epochs``, ``refill`` and ``harvest_and_refill`` as ONE executable each over a
@@ -416,12 +483,14 @@ class SGDTrainer:
                                          check_vma=False),
                            **jit_kw)
 
+        # the task's arrays: one replicated copy per device, an argument of the executables
         fns = MeshFns(
             mesh, split,
-            spmd(self._run_epochs_fn, (Spec("d"), Spec()), in_shardings=(split, same),
-                 out_shardings=split),
+            _WithData(spmd(self._run_epochs_fn, (Spec("d"), Spec(), Spec()),
+                           in_shardings=(split, same, same), out_shardings=split), self, same),
             spmd(self._refill_fn, (Spec("d"),) * 3, in_shardings=split, out_shardings=split),
-            spmd(self._harvest_fn, (Spec("d"),) * 4, in_shardings=split, out_shardings=split))
+            _WithData(spmd(self._harvest_fn, (Spec("d"),) * 4 + (Spec(),),
+                           in_shardings=(split,) * 4 + (same,), out_shardings=split), self, same))
         self._mesh_cache[devices] = fns
         return fns
 
@@ -527,35 +596,23 @@ class SGDTrainer:
                 ids, mask = new_ids(range(P))
                 cur[j] = self.refill(cur[j], mask, ids)
                 idles[j] = ids < 0
-        first_sync, slow, epochs_seen = True, False, 0
-        adapt = epochs_per_sync == 0  # 0: adapt the cadence to the runs' lengths
-        if adapt:
-            epochs_per_sync = 8
+        sched = _SyncSchedule(epochs_per_sync, max_sync_seconds)
         while any(not idle.all() for idle in idles) or any(p is not None for p in pend):
-            t_sync = time.perf_counter()
-            n_ep = np.int32(epochs_per_sync)
+            sched.start()
+            n_ep = np.int32(sched.epochs)
             ahead = [c if idle.all() else self.run_epochs(c, n_ep)
                      for c, idle in zip(cur, idles)]  # queued on every device first
-            n_done = n_fit = 0
+            n_done = n_fit = n_ep_done = 0
             for j, idle in enumerate(idles):
                 if pend[j] is not None:  # functions of the runs harvested last sync
                     d_done, d_fit, d_ep = _record(res, *pend[j])
                     pend[j] = None
-                    n_done, n_fit, epochs_seen = n_done + d_done, n_fit + d_fit, epochs_seen + d_ep
+                    n_done, n_fit, n_ep_done = n_done + d_done, n_fit + d_fit, n_ep_done + d_ep
                 if idle.all():
                     continue
                 # cur[j] is computed (ahead[j] runs on it now): reading does not wait long
                 cur[j], pend[j] = self._harvest(cur[j], ahead[j], idle, new_ids, K)
-            if slow or (epochs_per_sync > 1 and not first_sync
-                        and time.perf_counter() - t_sync > max_sync_seconds):
-                slow, epochs_per_sync = True, 1  # (the first sync compiles: not counted)
-            elif adapt and len(res.records) >= 16:
-                epochs_per_sync = sync_epochs_for(epochs_seen / len(res.records))
-            first_sync = False
-            if n_done and progress is not None:
-                progress(n_done, n_fit)
-            if on_sync is not None:
-                on_sync(res)
+            sched.end(res, n_done, n_fit, n_ep_done, progress, on_sync)
         return res
 
     def _run_mesh(self, run_ids, devs, *, epochs_per_sync, progress, on_sync,
@@ -584,17 +641,13 @@ class SGDTrainer:
             ids, mask = new_ids(range(D * P))
             cur = fns.refill(cur, mask, ids)
             idle = ids < 0
-        first_sync, slow, epochs_seen = True, False, 0
-        adapt = epochs_per_sync == 0
-        if adapt:
-            epochs_per_sync = 8
+        sched = _SyncSchedule(epochs_per_sync, max_sync_seconds)
         while not idle.all() or pend is not None:
-            t_sync = time.perf_counter()
-            ahead = cur if idle.all() else fns.run_epochs(cur, np.int32(epochs_per_sync))
-            n_done = n_fit = 0
+            sched.start()
+            ahead = cur if idle.all() else fns.run_epochs(cur, np.int32(sched.epochs))
+            n_done = n_fit = n_ep_done = 0
             if pend is not None:
-                n_done, n_fit, d_ep = _record(res, pend[0], np.asarray(pend[1])[pend[2]])
-                epochs_seen += d_ep
+                n_done, n_fit, n_ep_done = _record(res, pend[0], np.asarray(pend[1])[pend[2]])
                 pend = None
             if not idle.all():
                 done = np.asarray(cur.done) & ~idle
@@ -615,17 +668,61 @@ class SGDTrainer:
                     pend = (recs, packed, np.asarray(rows, np.int64))
                 else:
                     cur = ahead
-            if slow or (epochs_per_sync > 1 and not first_sync
-                        and time.perf_counter() - t_sync > max_sync_seconds):
-                slow, epochs_per_sync = True, 1
-            elif adapt and len(res.records) >= 16:
-                epochs_per_sync = sync_epochs_for(epochs_seen / len(res.records))
-            first_sync = False
-            if n_done and progress is not None:
-                progress(n_done, n_fit)
-            if on_sync is not None:
-                on_sync(res)
+            sched.end(res, n_done, n_fit, n_ep_done, progress, on_sync)
         return res
+
+
+class _SyncSchedule:
+    """Epochs per host sync in ``SGDTrainer.run`` (both paths), and the per-sync callbacks.
+
+    ``epochs_per_sync`` 0 adapts the cadence to the runs' mean length (``sync_epochs_for``,
+    8 until 16 runs are recorded); once a sync takes longer than ``max_sync_seconds`` (the
+    first one, which compiles, is not counted) every later sync is one epoch."""
+
+    def __init__(self, epochs_per_sync: int, max_sync_seconds: float):
+        self.adapt = epochs_per_sync == 0
+        self.epochs = 8 if self.adapt else epochs_per_sync
+        self.max_seconds, self.slow, self.first = max_sync_seconds, False, True
+        self.epochs_seen, self.t0 = 0, 0.0
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def end(self, res: "SGDResult", n_done: int, n_fit: int, epochs_done: int, progress,
+            on_sync) -> None:
+        """After a sync that recorded ``n_done`` runs (``n_fit`` fitted, ``epochs_done``
+        epochs in all): the next cadence, then ``progress`` and ``on_sync``."""
+        self.epochs_seen += epochs_done
+        if self.slow or (self.epochs > 1 and not self.first
+                         and time.perf_counter() - self.t0 > self.max_seconds):
+            self.slow, self.epochs = True, 1
+        elif self.adapt and len(res.records) >= 16:
+            self.epochs = sync_epochs_for(self.epochs_seen / len(res.records))
+        self.first = False
+        if n_done and progress is not None:
+            progress(n_done, n_fit)
+        if on_sync is not None:
+            on_sync(res)
+
+
+class _WithData:
+    """A jitted ``fn(first, *args, data)`` called as ``(first, *args)``: the trainer's
+    ``TrainData`` placed on the device of ``first`` (or on ``where``, a mesh sharding)."""
+
+    def __init__(self, fn, trainer: SGDTrainer, where=None):
+        self.fn, self.trainer, self.where = fn, trainer, where
+
+    def __call__(self, first, *args):
+        where = self.where
+        if where is None:
+            leaf = jax.tree_util.tree_leaves(first)[0]
+            devs = leaf.devices() if isinstance(leaf, jax.Array) else ()
+            where = next(iter(devs)) if len(devs) == 1 else None
+        data = self.trainer.data if where is None else self.trainer.data_on(where)
+        return self.fn(first, *args, data)
+
+    def _cache_size(self) -> int:
+        return self.fn._cache_size()
 
 
 class MeshFns(NamedTuple):
@@ -678,9 +775,32 @@ class _Queue:
         return self._head.pop()
 
 
-SPMD = True  # several devices: one executable over a device mesh (SGDTrainer.mesh_fns)
+SPMD = True  # SGDTrainer.run's default on several devices: one executable over a mesh
+SPMD_MAX_WORK = 1.3e9  # the runner's mesh/per-device threshold in FLOPs, see spmd_for
 EPOCHS_PER_SYNC = 0  # SGD epochs between host syncs: 0 = adapted to the runs (sync_epochs_for)
 CPU_MAX_SLOTS = 32  # automatic SGD slots per CPU device: more leave the core's cache (slower)
+
+
+def spmd_for(n_runs: int, flops_per_row: int, m: int) -> bool:
+    """Whether ``n_runs`` runs of a model of ``flops_per_row`` forward FLOPs per input
+    (``forward_flops``) on |S| = ``m`` should train on several devices with one executable
+    over the mesh (``spmd=True``) rather than one executable per device.
+
+    The mesh compiles 1.5-1.8x faster but trains 0.85-0.88x as fast in steady state
+    (``bench_startup.py --devices 2``), so it wins only while the per-device path's training
+    time is below dC r / (1 - r) (dC: compile time saved, r: throughput ratio), 25-43 s in
+    the settings measured.  A run's epoch count is not known in advance, so the rule uses the
+    work of one epoch of every run, W = n_runs x m x flops_per_row: mesh iff
+    W <= ``SPMD_MAX_WORK``.  Measured on the idle machine (FCN 7-40-40-1, 3,840 FLOPs per
+    row, the default config's S of 32 inputs), the crossover is at 29,500 runs (W = 3.6e9)
+    at lr 0.1 (~44 epochs per run) and 3,950 runs (W = 4.9e8) at lr 0.01 (~360 epochs): the
+    same W, 7.5x apart, because W cannot see the runs' lengths.  The threshold 1.3e9 is their
+    geometric mean: each setting then loses at most ~13 % end to end near it (3 s at lr 0.1,
+    7 s of 81 s at lr 0.01, both at ~10,800 runs), against 14 % of every long run if the mesh
+    were always used and the compile saving (4-6 s) if it never were.  The default run
+    (10^4 runs, W = 1.2e9) stays on the mesh; image models train per device from the first
+    run (one MNIST FCN run: W = 1.3e9, the paper's CNN at 32 channels: 2.9e10)."""
+    return n_runs * m * flops_per_row <= SPMD_MAX_WORK
 
 
 def sgd_trainer_and_run_kwargs(cfg, task, model, *, slots: int | None = None):
@@ -689,7 +809,8 @@ def sgd_trainer_and_run_kwargs(cfg, task, model, *, slots: int | None = None):
     (on CPU one device per core, see ``bayes_sgd._cpu_devices``).  An automatic slot count
     (``slots = 0``) shares ``n_runs`` and the memory budget between the devices and is capped
     at ``CPU_MAX_SLOTS`` per device on CPU, where larger vmapped batches fall out of the core's
-    cache and train fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs.
+    cache and train fewer runs per second; ``EPOCHS_PER_SYNC`` epochs between host syncs;
+    one executable over the devices' mesh or one per device by ``spmd_for``.
     Results do not depend on any of these (every run's random numbers depend on its run id
     alone)."""
     settings = SGDSettings.from_config(cfg.samplers.sgd)
@@ -704,5 +825,7 @@ def sgd_trainer_and_run_kwargs(cfg, task, model, *, slots: int | None = None):
         trainer.P = max(1, min(trainer.P, -(-settings.n_runs // n_dev)))
         if jax.default_backend() == "cpu":
             trainer.P = min(trainer.P, CPU_MAX_SLOTS)
+    spmd = n_dev > 1 and spmd_for(settings.n_runs, forward_flops(model, task.input_shape),
+                                  task.m)
     return trainer, dict(epochs_per_sync=EPOCHS_PER_SYNC,
-                         devices=devices if n_dev > 1 else None)
+                         devices=devices if n_dev > 1 else None, spmd=spmd)
