@@ -62,9 +62,11 @@ pd.json_normalize([{"run": k, **v} for k, v in metrics.items()]).set_index("run"
 # What the quick scale measured (seed 0, 2026-12-02; the README's issue-15 table has every
 # figure's numbers):
 #
-# - `width_n7` (100 runs per width, widths 8-2048, then the NNGP limit): clean-label test error
-#   flat (P_SGD 0.063-0.066), with 30 % of S flipped it falls from 0.324 (width 8) to
-#   0.294-0.299 (40-512); no double-descent peak (every width is far past interpolation); the
+# - `width_n7` (100 runs per width, widths 1-2048, then the NNGP limit): clean-label test error
+#   flat from width 8 (P_SGD 0.063-0.066; 0.077 / 0.071 / 0.067 at widths 1 / 2 / 4, where
+#   22 / 57 / 89 % of runs fit S), with 30 % of S flipped it falls from 0.324 (width 8) to
+#   0.294-0.299 (40-512), with a bump to 0.340 at width 4 (67 % fit; 1.5 test points, one S:
+#   not resolved as a double-descent peak); the
 #   NNGP posterior's own test error is 0.106 (clean) / 0.218 / 0.360, higher than SGD's because
 #   SGD is far more concentrated (top mass 0.46-0.98 vs the NNGP's 0.066).
 # - `random_labels_n7`: labels of S *redrawn by a fair coin* (`task.corrupt_mode = "redraw"`;

@@ -162,7 +162,7 @@ def _corrupt(percent: int) -> str:
 # 2-core machine, 100 runs of width 2048 took 112 s on clean labels, but at 30 % only 9 of
 # 100 runs had finished after 228 s (SGD needs far more epochs to fit flipped labels there),
 # which alone would take the figure past its 10 minutes (README; fig_width_n7.toml)
-WIDTHS_N7 = (8, 16, 40, 128, 512, 2048)
+WIDTHS_N7 = (1, 2, 4, 8, 16, 40, 128, 512, 2048)
 WIDTH_CORRUPTIONS = (0, 10, 30)
 
 _FASHION = ("task.dataset=fashion-mnist", "task.split=train", "task.test_split=test")
@@ -259,7 +259,7 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
     # ---- issue 15: the claims around the paper (bayes_sgd.claims draws them) ----
     Figure("width_n7", "claims 1", "fig_width_n7.toml",
            "more is more: test error, log10 P(S), bound, concentration and agreement vs width "
-           "(8 to 2048, then the NNGP limit), 0 / 10 / 30 % of S's labels flipped",
+           "(1 to 2048, then the NNGP limit), 0 / 10 / 30 % of S's labels flipped",
            tuple(Run(f"w{w}_c{c}", (f"model.widths=[{w}, {w}]", f"task.target={_corrupt(c)}"),
                      f"width {w}, {c} % flipped") for c in WIDTH_CORRUPTIONS for w in WIDTHS_N7),
            kind="width",

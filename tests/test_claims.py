@@ -184,7 +184,7 @@ def test_sample_concentration_more_draws_than_rows():
 def test_width_figure_runs_every_width_and_corruption(scale):
     from bayes_sgd.reproduce import WIDTH_CORRUPTIONS, WIDTHS_N7, figure_configs
 
-    assert WIDTHS_N7 == (8, 16, 40, 128, 512, 2048)  # the widths
+    assert WIDTHS_N7 == (1, 2, 4, 8, 16, 40, 128, 512, 2048)  # the widths, and 1-4 around the interpolation threshold
     cfgs = figure_configs("width_n7", scale=scale)
     runs = [(w, c) for c in WIDTH_CORRUPTIONS for w in WIDTHS_N7
             if scale == "paper" or c == 0 or w < 2048]  # 2048 corrupted: paper scale only
