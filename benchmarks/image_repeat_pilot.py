@@ -144,12 +144,15 @@ def main(argv=None) -> int:
             pb_of_sgd_top=float(p_sgd_fns[0]),
             sgd_s=round(sgd_s, 1), sgd_cpu_s=round(sgd_cpu, 1), gp_s=round(gp_s, 1),
             load=round(os.getloadavg()[0], 1)))
-        print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in rows[-1].items()), flush=True)
+        _print_row(rows[-1])
     if a.out:
         append_csv(a.out, rows)
     return 0
 
+
+def _print_row(row: dict) -> None:
+    print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+          flush=True)
 
 def _predictive(task, model, n_E):
     from bayes_sgd.gp import ep_posterior, ep_predictive, fcn_nngp_kernel_for
@@ -264,8 +267,7 @@ def figure_draws(a) -> int:
                 pb_mass_on_sgd_ge5=round(float(pb[ge5].sum()), 3),
                 sgd_s=round(sgd_s, 1), sgd_cpu_s=round(sgd_cpu, 1), gp_s=round(gp_s, 1),
                 load=round(os.getloadavg()[0], 1)))
-            print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in rows[-1].items()), flush=True)
+            _print_row(rows[-1])
     if a.out:
         append_csv(a.out, rows)
     return 0

@@ -68,6 +68,18 @@ LAYOUT_CASES = [  # (settings, epochs per sync, at least this many runs fit, div
 ]
 
 
+def _assert_same_runs(results, n_runs, min_fit, min_div):
+    """Both layouts' records and counts are equal, and the comparison has content: runs fit,
+    or diverge, as the case intends."""
+    (rec_a, (keys_a, counts_a)), (rec_b, (keys_b, counts_b)) = results.values()
+    assert len(rec_a) == n_runs
+    assert sum(r[0] for r in rec_a.values()) >= min_fit
+    assert sum(r[3] for r in rec_a.values()) >= min_div
+    assert rec_a == rec_b
+    np.testing.assert_array_equal(keys_a, keys_b)
+    np.testing.assert_array_equal(counts_a, counts_b)
+
+
 @pytest.mark.parametrize("settings,per_sync,min_fit,min_div", LAYOUT_CASES)
 def test_cnn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
     results = {}
@@ -80,14 +92,7 @@ def test_cnn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
                         slot_layout=layout)
         res = tr.run(range(settings["n_runs"]), epochs_per_sync=per_sync)
         results[layout] = (res.records, res.counter.table())
-    (rec_a, (keys_a, counts_a)), (rec_b, (keys_b, counts_b)) = results.values()
-    assert len(rec_a) == settings["n_runs"]
-    # the comparison has content: runs fit, or diverge, as the case intends
-    assert sum(r[0] for r in rec_a.values()) >= min_fit
-    assert sum(r[3] for r in rec_a.values()) >= min_div
-    assert rec_a == rec_b
-    np.testing.assert_array_equal(keys_a, keys_b)
-    np.testing.assert_array_equal(counts_a, counts_b)
+    _assert_same_runs(results, settings["n_runs"], min_fit, min_div)
 
 
 def _digits_task_and_fcn(widths):
@@ -127,10 +132,4 @@ def test_fcn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
                         slot_layout=layout)
         res = tr.run(range(settings["n_runs"]), epochs_per_sync=per_sync)
         results[layout] = (res.records, res.counter.table())
-    (rec_a, (keys_a, counts_a)), (rec_b, (keys_b, counts_b)) = results.values()
-    assert len(rec_a) == settings["n_runs"]
-    assert sum(r[0] for r in rec_a.values()) >= min_fit
-    assert sum(r[3] for r in rec_a.values()) >= min_div
-    assert rec_a == rec_b
-    np.testing.assert_array_equal(keys_a, keys_b)
-    np.testing.assert_array_equal(counts_a, counts_b)
+    _assert_same_runs(results, settings["n_runs"], min_fit, min_div)
