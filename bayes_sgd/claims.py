@@ -141,34 +141,12 @@ def nngp_limit(folder: str | Path, *, n_draws: int = 200_000, seed: int = 0) -> 
 
     There is no P_SGD at infinite width here, so no agreement measure.
     """
-    from scipy.special import log_ndtr
+    from .gp import pac_bayes_bound
 
-    from .config import config_from_dict
-    from .gp import ep_posterior, ep_predictive, pac_bayes_bound
-    from .models import build_model
-    from .samplers import GPProblem, gp_kernel
-    from .tasks import build_task
-
-    r = results.load(folder)
-    cfg = config_from_dict(r.config)
-    task = build_task(cfg.task)
-    model = build_model(cfg.model, task.input_shape)
-    prob = GPProblem.from_task(task, lambda X: gp_kernel(cfg, model, X)[0])
-    if prob.conflict_S:
-        raise ValueError(f"{folder}: S labels one input both ways (P(S) = 0): no NNGP posterior")
-    S, E = slice(0, prob.n_S), slice(prob.n_S, None)
-    st = ep_posterior(prob.K[S, S], prob.y_S)
-    mean, cov = ep_predictive(prob.K[S, S], prob.K[S, E], prob.K[E, E], st)
+    cfg, task, prob, st, mean, cov, err = _nngp_posterior(folder)
     slot = np.asarray(prob.e_slot)
     free = slot >= prob.n_S
     y = np.asarray(task.y_test).astype(bool)
-    # P(f(x) > 0 | S) per E position
-    p1 = np.empty(len(slot))
-    p1[~free] = (prob.y_S[slot[~free]] > 0).astype(float)
-    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
-    z = mean / np.where(sd > 0, sd, np.inf)
-    p1[free] = np.exp(log_ndtr(z))[slot[free] - prob.n_S]
-    err = np.where(y, 1.0 - p1, p1).mean()
     rng = np.random.default_rng([seed, 15])
     draws = rng.multivariate_normal(mean, cov, size=int(n_draws), method="eigh") > 0
     bits = np.empty((len(draws), len(slot)), np.uint8)
@@ -188,6 +166,53 @@ def nngp_limit(folder: str | Path, *, n_draws: int = 200_000, seed: int = 0) -> 
             "n_distinct_in_draws": int(len(counts)), "n_draws": int(n_draws),
             "ep_converged": bool(st.converged),
             "sampled": sample_concentration(bits, int(cfg.samplers.sgd.n_runs))}
+
+
+def _nngp_posterior(folder):
+    """EP on S for the run in ``folder`` -> (cfg, task, GPProblem, EP state, predictive mean and
+    covariance on E's free slots, P_B-weighted test error over the whole posterior)."""
+    from scipy.special import log_ndtr
+
+    from .config import config_from_dict
+    from .gp import ep_posterior, ep_predictive
+    from .models import build_model
+    from .samplers import GPProblem, gp_kernel
+    from .tasks import build_task
+
+    r = results.load(folder)
+    cfg = config_from_dict(r.config)
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.input_shape)
+    prob = GPProblem.from_task(task, lambda X: gp_kernel(cfg, model, X)[0])
+    if prob.conflict_S:
+        raise ValueError(f"{folder}: S labels one input both ways (P(S) = 0): no NNGP posterior")
+    S, E = slice(0, prob.n_S), slice(prob.n_S, None)
+    st = ep_posterior(prob.K[S, S], prob.y_S)
+    # an E input of zero prior variance (the all-zero input with sigma_b = 0) has f = 0 exactly,
+    # label 0 (labels are f > 0, as the GP sampler's orthants treat it): mean and covariance 0
+    K_EE = prob.K[E, E]
+    pos = np.diag(K_EE) > 0
+    mean, cov = np.zeros(len(K_EE)), np.zeros_like(K_EE)
+    mean[pos], cov[np.ix_(pos, pos)] = ep_predictive(prob.K[S, S], prob.K[S, E][:, pos],
+                                                     K_EE[np.ix_(pos, pos)], st)
+    slot = np.asarray(prob.e_slot)
+    free = slot >= prob.n_S
+    y = np.asarray(task.y_test).astype(bool)
+    # P(f(x) > 0 | S) per E position
+    p1 = np.empty(len(slot))
+    p1[~free] = (prob.y_S[slot[~free]] > 0).astype(float)
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    z = np.where(sd > 0, mean / np.where(sd > 0, sd, 1.0), np.where(mean > 0, np.inf, -np.inf))
+    p1[free] = np.exp(log_ndtr(z))[slot[free] - prob.n_S]
+    err = float(np.where(y, 1.0 - p1, p1).mean())
+    return cfg, task, prob, st, mean, cov, err
+
+
+def posterior_test_error(folder) -> float:
+    """The NNGP posterior's expected test error on E for the run in ``folder`` (``nngp_limit``'s
+    ``test_error``: mean over E of P_B(sign f(x) != y(x) | S) from EP's predictive marginals),
+    over the whole posterior, not only the functions a sampler found."""
+    return _nngp_posterior(folder)[-1]
 
 
 def _param(name: str, prefix: str) -> float:

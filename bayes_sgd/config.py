@@ -68,7 +68,8 @@ class TaskConfig:
     target: str = _spec("and4", help="truth table of 2^n '0'/'1', 'random:SEED' or a preset name")
     train_size: int = _spec(32, min=1, max=MAX_EXAMPLES)
     train_seed: int = _spec(0, min=0, max=MAX_SEED, why="a signed 64-bit seed")
-    train_mask: str = _spec("", help="2^n '0'/'1', 1 = in S; overrides train_size")
+    train_mask: str = _spec("", help="2^n '0'/'1', 1 = in S; fixes |S|: train_size, if set, "
+                            "must equal its number of 1s (unset, it takes that number)")
     encoding: str = _spec("binary", choices=("binary", "pm1"),
                           help="Boolean inputs: bits b in {0, 1}, or 2b - 1 in {-1, +1} (the "
                                "authors' --centering); the truth-table order is the same")
@@ -494,15 +495,20 @@ def config_from_dict(data: Mapping) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a table (mapping) of fields, got "
                           f"{type(data).__name__} {data!r:.60}")
-    cfg = _build(Config, _plain(data), "")
-    _cross_validate(cfg)
+    data = _plain(data)
+    task = data.get("task")
+    # whether train_size was given (file, mapping or --set) rather than left at its default:
+    # only a given size can contradict a train_mask (the default 32 says nothing about S)
+    size_given = isinstance(task, dict) and "train_size" in task
+    cfg = _build(Config, data, "")
+    _cross_validate(cfg, size_given=size_given)
     return cfg
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-def _cross_validate(cfg: Config) -> None:
+def _cross_validate(cfg: Config, *, size_given: bool = False) -> None:
     if not _NAME.match(cfg.name):
         raise ConfigError(f"name: expected 1-100 letters, digits, '.', '_' or '-' (not first), "
                           f"a folder name under results/, got {cfg.name!r}")
@@ -515,7 +521,7 @@ def _cross_validate(cfg: Config) -> None:
         except ValueError as e:  # "binarize: ..." about the argument; here it is a config field
             raise ConfigError(f"task.{e}") from None
     if cfg.task.kind == "boolean":
-        _validate_boolean_task(cfg)
+        _validate_boolean_task(cfg, size_given=size_given)
     sections = cfg.samplers.sections()
     for section in sections.values():
         section.validate(cfg)
@@ -557,7 +563,7 @@ def _validate_cnn_fits(cfg: Config) -> None:
         raise ConfigError(f"model.{e}, the images of task.dataset = {cfg.task.dataset!r}") from None
 
 
-def _validate_boolean_task(cfg: Config) -> None:
+def _validate_boolean_task(cfg: Config, *, size_given: bool = False) -> None:
     # the task's own parsers, so a bad truth table or mask fails here, before any folder
     from .tasks import parse_target, train_mask
 
@@ -568,6 +574,17 @@ def _validate_boolean_task(cfg: Config) -> None:
                           mask=t.train_mask or None, drop_zero_input=t.drop_zero_input)
     except ValueError as e:  # "arg: ..." about the function's argument -> "task.<field>: ..."
         raise (task_field_error(e) or ConfigError(str(e))) from None
+    if t.train_mask:
+        # the mask fixes S; a size given next to it that disagrees would otherwise be ignored
+        # silently (a run of another |S| than asked for)
+        n_s = int(in_s.sum())
+        if size_given and t.train_size != n_s:
+            raise ConfigError(
+                f"task.train_size: expected {n_s}, the number of inputs in task.train_mask (the "
+                f"mask fixes S), or train_size left unset; got {t.train_size}. Set one of "
+                f"task.train_size and task.train_mask, or both consistently")
+        # the resolved config (manifest.json) states the |S| it ran with
+        t.train_size = n_s
     gp = cfg.samplers.gp
     if (gp.enabled and gp.mode == "conditional" and cfg.model.sigma_b == 0
             and t.encoding == "binary" and in_s[0]):

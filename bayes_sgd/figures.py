@@ -17,7 +17,8 @@ from . import plotting, results
 from .analysis import COUNTING, compare, measures, pair_roles
 
 __all__ = ["draw_prior", "draw_comparison", "comparison_metrics", "prior_metrics",
-           "mean_test_error", "draw_sensitivity", "sensitivity_metrics", "sensitivity_markdown"]
+           "mean_test_error", "draw_sensitivity", "sensitivity_metrics", "sensitivity_markdown",
+           "subsample_runs"]
 
 
 def mean_test_error(df: pd.DataFrame, sampler: str) -> float | None:
@@ -160,23 +161,41 @@ SENSITIVITY_MEASURES = (
     ("hellinger", "Hellinger distance (upper bound)"),
     ("p_mass_covered", r"$P_B$ mass on SGD's functions"),
     ("q_mass_p_known", "share of SGD runs with $P_B$ scored"),
+    ("pearson_k=2_with_target", r"Pearson, functions seen $\geq$ 2 times"),
+    ("spearman_k=2_with_target", r"Spearman, functions seen $\geq$ 2 times"),
 )
 SENSITIVITY_VERDICT = "frac_within_1_decades"
+SUBSAMPLE_SEED = 0
 
 
-def sensitivity_metrics(summary: dict, pair: str = "gp_vs_sgd") -> dict:
+def sensitivity_metrics(summary: dict, pair: str = "gp_vs_sgd", *, folder=None) -> dict:
     """One row of the sensitivity table from a run's ``summary.json``: the pair's measures
-    (value and interval) and the run's SGD and GP totals."""
+    (value and interval) and the run's SGD and GP totals.  With the run's ``folder`` also the
+    test errors (``sgd_test_error``: P_SGD-weighted over SGD's functions; ``pb_test_error``:
+    the NNGP posterior's over all of P_B, ``claims.posterior_test_error``) and ``run_time_s``
+    (manifest started to finished)."""
     m = summary.get("agreement", {}).get("measures", {}).get(pair)
     sgd, gp = summary.get("sgd", {}), summary.get("gp", {})
     out = {"measures": ({k: m["values"][k] for k, _ in SENSITIVITY_MEASURES if k in m["values"]}
                         if m else None),
            "n_bootstrap": m["n_bootstrap"] if m else None,
+           "sgd_runs": sgd.get("n_runs"),
            "sgd_fitted": f"{sgd.get('n_fitted')}/{sgd.get('n_runs')}" if sgd else None,
            "sgd_n_functions": sgd.get("n_functions"),
            "epochs_to_fit_median": sgd.get("epochs_to_fit_median"),
            "gp_n_scored": gp.get("n_functions"), "gp_n_candidates": gp.get("n_candidates"),
            "gp_log10_P_S": _r(gp.get("log10_P_S")), "gp_mode": gp.get("mode")}
+    if folder is not None:
+        from datetime import datetime
+
+        from .claims import posterior_test_error
+
+        r = results.load(folder)
+        out["sgd_test_error"] = _r(mean_test_error(r.functions, "sgd"), 4)
+        out["pb_test_error"] = _r(posterior_test_error(folder), 4)
+        t0, t1 = r.manifest.get("started"), r.manifest.get("finished")
+        out["run_time_s"] = (round((datetime.fromisoformat(t1) - datetime.fromisoformat(t0))
+                                   .total_seconds()) if t0 and t1 else None)
     return out
 
 
@@ -195,22 +214,80 @@ def _verdict(row: dict, base: dict) -> str:
     return "no clear change"
 
 
+def subsample_runs(df: pd.DataFrame, n: int, *, sampler: str = "sgd",
+                   seed: int = SUBSAMPLE_SEED) -> pd.DataFrame:
+    """``df`` with ``sampler``'s counts replaced by those of ``n`` of its samples drawn without
+    replacement (a multivariate hypergeometric draw of its counts: the same as choosing n of its
+    runs at random), p = count / n; the other samplers' rows as they are."""
+    import numpy as np
+
+    rows = df[df["sampler"] == sampler]
+    counts = rows["count"].astype(np.int64).to_numpy()
+    if not 1 <= n <= counts.sum():
+        raise ValueError(f"n: expected an integer in [1, {counts.sum()}] (the {sampler} samples), "
+                         f"got {n}")
+    c = np.random.default_rng(seed).multivariate_hypergeometric(counts, int(n))
+    keep = c > 0
+    sub = rows[keep].copy()
+    sub["count"] = c[keep]
+    sub["p"] = c[keep] / n
+    sub["log10_p"] = np.log10(sub["p"])
+    for col in ("count_half0", "count_half1"):  # the split halves are not redrawn
+        if col in sub:
+            sub[col] = np.nan
+    return pd.concat([df[df["sampler"] != sampler], sub], ignore_index=True)
+
+
 def draw_sensitivity(folders: dict[str, Path], *, titles: dict | None = None,
-                     reference: str = "base", pair: str = "gp_vs_sgd"):
+                     reference: str = "base", pair: str = "gp_vs_sgd", details: bool = False):
     """One panel per measure, one row per run (value and bootstrap interval), the reference
     run's value as a dashed line.  Metrics: ``sensitivity_metrics`` of each run and, for every
-    run but the reference, ``verdict`` (``_verdict``) against the reference."""
-    titles = titles or {}
-    metrics = {name: sensitivity_metrics(results.load(f).summary, pair)
-               for name, f in folders.items()}
+    run but the reference, ``verdict`` (``_verdict``) against the reference.
+
+    A run with fewer SGD runs than the reference is compared with the reference at its run
+    count: a row ``"<reference>@<n>"`` holds the reference's measures on ``n`` of its runs
+    (``subsample_runs``), placed before it, and the run's verdict is against that row (the
+    sampling floor 1/n moves every measure, so a smaller sample must not be read against the
+    full one).  ``details``: also the test errors and run times (``sensitivity_metrics``)."""
+    titles = dict(titles or {})
+    loaded = {name: results.load(f) for name, f in folders.items()}
+    metrics = {name: sensitivity_metrics(r.summary, pair, folder=folders[name] if details else None)
+               for name, r in loaded.items()}
     base = metrics.get(reference)
-    for name, row in metrics.items():
-        if name != reference and base is not None:
-            row["verdict"] = _verdict(row, base)
+    if base is not None:
+        q, p = pair.split("_vs_")[1], pair.split("_vs_")[0]
+        ref = loaded[reference]
+        ordered = {}
+        for name, row in metrics.items():
+            n = row.get("sgd_runs")
+            key = f"{reference}@{n}"
+            if (name != reference and n and base.get("sgd_runs") and n < base["sgd_runs"]
+                    and key not in ordered):
+                target = ref.summary.get("task", {}).get("target_on_E")
+                mins = ref.summary.get("agreement", {}).get("pairs", {}).get(pair, {})
+                ks = sorted(int(k.split("=")[1]) for k in mins) or [2]
+                m = measures(subsample_runs(ref.functions, n, sampler=q), q, p, min_counts=ks,
+                             target=target)
+                ordered[key] = {"measures": {k: m["values"][k] for k, _ in SENSITIVITY_MEASURES
+                                             if k in m["values"]} if m else None,
+                                "sgd_runs": n, "subsample_of": reference,
+                                "sgd_fitted": f"{n} of {base.get('sgd_fitted')}",
+                                "sgd_n_functions": m["n_functions_q"] if m else None,
+                                "title": f"{titles.get(reference, reference)}, {n:,} of its runs"}
+                titles[key] = ordered[key]["title"]
+            ordered[name] = row
+        metrics = ordered
+        for name, row in metrics.items():
+            if name != reference and "subsample_of" not in row:
+                n = row.get("sgd_runs")
+                against = metrics.get(f"{reference}@{n}", base)
+                row["verdict"] = _verdict(row, against)
+                if against is not base:
+                    row["verdict_against"] = f"{reference}@{n}"
     names = list(metrics)
-    ncol = 4
+    ncol = 3
     nrow = math.ceil(len(SENSITIVITY_MEASURES) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 0.32 * len(names) * nrow + 1.4 * nrow),
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.6 * ncol, 0.32 * len(names) * nrow + 1.4 * nrow),
                              squeeze=False, sharey=True)
     ys = list(range(len(names)))[::-1]
     for ax, (key, label) in zip(axes.flat, SENSITIVITY_MEASURES):
@@ -220,6 +297,8 @@ def draw_sensitivity(folders: dict[str, Path], *, titles: dict | None = None,
                 continue
             ci = v.get("ci") or [v["value"], v["value"]]
             color = {"nearer": "tab:green", "further": "tab:red"}.get(metrics[name].get("verdict"), "k")
+            if "subsample_of" in metrics[name]:
+                color = "0.55"
             # a basic bootstrap interval need not contain the estimate (skewed replicates)
             ax.hlines(y, ci[0], ci[1], color=color, lw=1.5)
             ax.plot(v["value"], y, "o", color=color, ms=4)
@@ -232,13 +311,12 @@ def draw_sensitivity(folders: dict[str, Path], *, titles: dict | None = None,
         ax.grid(True, axis="x", alpha=0.3)
     for ax in axes.flat[len(SENSITIVITY_MEASURES):]:
         ax.set_axis_off()
-    axes[0, 0].set_yticks(ys)
-    axes[0, 0].set_yticklabels([titles.get(n, n) for n in names], fontsize=8)
     for r in range(nrow):
         axes[r, 0].set_yticks(ys)
         axes[r, 0].set_yticklabels([titles.get(n, n) for n in names], fontsize=8)
     fig.text(0.01, 0.005, f"green: nearer P_B than {reference}, red: further (intervals of the "
-             "share within 1 decade do not overlap); dashed: the base", fontsize=8)
+             "share within 1 decade do not overlap); grey: the base on fewer runs (the "
+             "reference of the row below it); dashed: the base", fontsize=8)
     fig.tight_layout(rect=(0, 0.02, 1, 1))
     return fig, metrics
 
@@ -260,19 +338,39 @@ def _fmt(v: dict | None, pct: bool = False) -> str:
 
 
 def sensitivity_markdown(metrics: dict, *, titles: dict | None = None) -> str:
-    """The sensitivity table as markdown: one row per run, value [95 % interval]."""
+    """The sensitivity table as markdown: one row per run, value [95 % interval]; the test
+    errors and run time where ``metrics`` has them (``draw_sensitivity(details=True)``)."""
     titles = titles or {}
+    details = any("pb_test_error" in row for row in metrics.values())
     head = ("| setting | mean log10 P_SGD/P_B | sd | within 1 decade | within 0.5 | Hellinger "
-            "| P_B mass covered | runs with P_B scored | fitted | functions (scored) | verdict |")
+            "| P_B mass covered | runs with P_B scored | Pearson (k ≥ 2) | Spearman (k ≥ 2) "
+            "| fitted | functions (scored) |"
+            + (" test error P_SGD / P_B | run time |" if details else "") + " verdict |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    titles = {**titles, **{n: r["title"] for n, r in metrics.items() if r.get("title")}}
     for name, row in metrics.items():
         m = row.get("measures") or {}
+        extra = ""
+        if details:
+            t = row.get("run_time_s")
+            extra = (f" {_num(row.get('sgd_test_error'))} / {_num(row.get('pb_test_error'))} "
+                     f"| {f'{t // 60} min {t % 60:02d} s' if t is not None else '-'} |")
+        scored = f" ({row['gp_n_scored']})" if row.get("gp_n_scored") is not None else ""
+        verdict = row.get("verdict", "reference" if "subsample_of" not in row else
+                          f"reference of the {row['sgd_runs']:,}-run rows")
+        if row.get("verdict_against"):
+            verdict += f" (vs {titles.get(row['verdict_against'], row['verdict_against'])})"
         lines.append(
             f"| {titles.get(name, name)} | {_fmt(m.get('weighted_mean_log10_ratio'), None)} "
             f"| {_fmt(m.get('weighted_sd_log10_ratio'))} "
             f"| {_fmt(m.get('frac_within_1_decades'), True)} "
             f"| {_fmt(m.get('frac_within_0.5_decades'), True)} | {_fmt(m.get('hellinger'))} "
             f"| {_fmt(m.get('p_mass_covered'), True)} | {_fmt(m.get('q_mass_p_known'), True)} "
-            f"| {row.get('sgd_fitted')} | {row.get('sgd_n_functions')} ({row.get('gp_n_scored')}) "
-            f"| {row.get('verdict', 'reference')} |")
+            f"| {_fmt(m.get('pearson_k=2_with_target'))} | {_fmt(m.get('spearman_k=2_with_target'))} "
+            f"| {row.get('sgd_fitted')} | {row.get('sgd_n_functions')}{scored} |{extra} "
+            f"{verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

@@ -24,7 +24,7 @@ from pathlib import Path
 from .config import Config, ConfigError, apply_overrides, config_from_dict
 
 __all__ = ["FIGURES", "PAPER_SCALE", "SENSITIVITY_N7", "Figure", "Run", "reproduce",
-           "figure_configs", "config_path"]
+           "figure_configs", "config_path", "nested_mask"]
 
 # Sparse n = 7 targets of increasing C_LZ (8 ones in 128; 128-bit truth tables, row i = binary
 # of i).  For train_seed 0 and |S| = 16 each has exactly one 1 in S, at a different input of S
@@ -147,6 +147,67 @@ SENSITIVITY_N7 = (
 )
 
 
+def nested_mask(mask: str, size: int, *, seed: int = 0) -> str:
+    """A training set of ``size`` inputs nested with ``mask``'s: a subset of its inputs (size
+    below its count) or a superset (its inputs plus ``size - count`` of the others), drawn by
+    ``numpy.random.default_rng(seed).choice`` without replacement."""
+    import numpy as np
+
+    in_s = np.frombuffer(mask.encode(), np.uint8) == ord("1")
+    ones, zeros = np.flatnonzero(in_s), np.flatnonzero(~in_s)
+    if not 1 <= size < len(in_s):
+        raise ValueError(f"size: expected an integer in [1, {len(in_s) - 1}], got {size}")
+    rng = np.random.default_rng(seed)
+    out = np.zeros_like(in_s)
+    if size <= len(ones):
+        out[rng.choice(ones, size, replace=False)] = True
+    else:
+        out[ones] = True
+        out[rng.choice(zeros, size - len(ones), replace=False)] = True
+    return "".join("1" if b else "0" for b in out)
+
+
+# The sensitivity study at --scale paper (issue 11, item 4, "on the paper's target"): the base is
+# paper_targets_n7.toml, the authors' target 4 (C_LZ 42.0) with their S of 32 inputs, SGD-only
+# (no rejection), 10^4 SGD runs a row, GP-EP joint on every function found.  Target 4 because it
+# is the one measured at 10^5 runs whose P_SGD is concentrated enough (987 functions in 10^5
+# runs) for 10^4 runs to resolve it, and whose agreement was neither the best nor the worst of
+# the seven (19 % of runs within a decade; t6: 56 %, t0: 5 %).  |S| 16 / 64 keep the authors'
+# inputs nested (S16 a subset of their 32, S64 a superset), so the rows differ from the base by
+# the number of constraints and not also by which inputs constrain; the extra or kept inputs
+# are drawn with numpy default_rng(0), the package's train_seed default, fixed before any run.
+# Two rows run fewer networks, each at about the base's cost or less (a row is one timed job of
+# <= ~15 min on the 2 cores): lr 0.001 needs ~10x the base's epochs (median 210, max 489 at
+# lr 0.01 on target 4), so 2,000 runs with max_epochs 20,000 (5,000, the authors' cap, would be
+# reached by the slowest runs); width 1000 costs ~5 ms a network-epoch, so 1,000 runs.  (Set
+# from these estimates before running; measured on 2026-12-02: lr 0.001 took 3 min for 2,000
+# runs, max 4,121 epochs, and width 1000 4.6 min for 1,000, median 11 epochs.)  Their measures
+# sit at a higher sampling floor (a function seen once has P_SGD 5e-4 / 1e-3 instead of 1e-4),
+# so draw_sensitivity reads them against the base on 2,000 / 1,000 of its runs drawn at random
+# (figures.subsample_runs; the table's "base, N of its runs" rows), not against the base at 10^4.
+SENSITIVITY_PAPER_TARGET = "t4"
+SENSITIVITY_PAPER_RUNS = 10_000
+SENSITIVITY_PAPER_FEWER = {"lr0.001": 2_000, "width1000": 1_000}
+_PAPER_S16 = nested_mask(PAPER_TARGETS_N7[SENSITIVITY_PAPER_TARGET][1], 16, seed=0)
+_PAPER_S64 = nested_mask(PAPER_TARGETS_N7[SENSITIVITY_PAPER_TARGET][1], 64, seed=0)
+
+
+def _sensitivity_paper_runs() -> tuple[Run, ...]:
+    out = []
+    for run in SENSITIVITY_N7:
+        ov = run.overrides
+        if run.name == "S16":
+            ov = (f"task.train_mask={_PAPER_S16}",)
+        elif run.name == "S64":
+            ov = (f"task.train_mask={_PAPER_S64}",)
+        elif run.name == "lr0.001":
+            ov = (*ov, "samplers.sgd.max_epochs=20000")
+        if run.name in SENSITIVITY_PAPER_FEWER:
+            ov = (*ov, f"samplers.sgd.n_runs={SENSITIVITY_PAPER_FEWER[run.name]}")
+        out.append(Run(run.name, ov, run.title))
+    return tuple(out)
+
+
 @lru_cache(maxsize=None)
 def _corrupt(percent: int) -> str:
     """The width sweep's target (and4, |S| = 16, train_seed 0) with percent % of S's labels
@@ -256,8 +317,14 @@ FIGURES: dict[str, Figure] = {f.name: f for f in [
            "how far P_SGD is from P_B (GP-EP) as one setting at a time moves from the base "
            "(SGD lr 0.01, batch 8, BCE, sigma_b 1, width 40, |S| 32)",
            SENSITIVITY_N7, kind="sensitivity", x="gp", paper_only=("width1000",),
-           # every function SGD finds scored, as at the quick scale
-           paper=("samplers.sgd.n_runs=20_000", "samplers.gp.max_functions=1_000_000")),
+           paper_config="paper_targets_n7.toml", paper_runs=_sensitivity_paper_runs(),
+           paper_shows="how far P_SGD is from P_B (GP-EP) as one setting at a time moves from "
+           "the paper's setting on the authors' target 4 with their S (SGD lr 0.01, batch 8, "
+           "BCE, sigma_b 1, width 40, |S| 32), 10^4 SGD runs a row",
+           # SGD only (P_B by GP-EP), every function SGD finds scored, as at the quick scale
+           paper=("samplers.rejection.enabled=false",
+                  f"samplers.sgd.n_runs={SENSITIVITY_PAPER_RUNS}",
+                  "samplers.gp.max_functions=1_000_000")),
     # ---- issue 15: the claims around the paper (bayes_sgd.claims draws them) ----
     Figure("width_n7", "claims 1", "fig_width_n7.toml",
            "more is more: test error, log10 P(S), bound, concentration and agreement vs width "
@@ -459,8 +526,9 @@ def _draw(figure: str, spec, folders: dict, folder: Path, scale: str):
     if spec.kind == "prior":
         fig, metrics = figures.draw_prior(folders)
     elif spec.kind == "sensitivity":
-        titles = {r.name: r.title or r.name for r in spec.runs}
-        fig, metrics = figures.draw_sensitivity(folders, titles=titles, reference="base")
+        titles = {r.name: r.title or r.name for r in spec.runs_at(scale)}
+        fig, metrics = figures.draw_sensitivity(folders, titles=titles, reference="base",
+                                                details=True)
         (folder / f"{figure}.md").write_text(figures.sensitivity_markdown(metrics, titles=titles))
     elif spec.kind in claims.KINDS:
         fig, metrics = claims.draw(spec.kind, folders)

@@ -68,8 +68,14 @@ def _same_config(manifest: dict, cfg) -> bool:
     new = json.loads(json.dumps(cfg.to_dict()))
     if manifest.get("config") == new:
         return True
+    old = manifest.get("config", {})
+    task = old.get("task") if isinstance(old, dict) else None
+    if isinstance(task, dict) and task.get("train_mask"):
+        # written before train_size was resolved from the mask: its train_size (the default,
+        # ignored then) is not a size given by the user
+        old = {**old, "task": {k: v for k, v in task.items() if k != "train_size"}}
     try:
-        old = config_from_dict(manifest.get("config", {}))
+        old = config_from_dict(old)
     except ConfigError:
         return False
     return json.loads(json.dumps(old.to_dict())) == new

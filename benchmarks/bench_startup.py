@@ -7,7 +7,8 @@ device mesh (SPMD, ``spmd=True``) vs one executable per device (``spmd=False``) 
 Settings: n = 7, FCN 7-40-40-1 ReLU, sigma_w = sigma_b = 1, and4, plain SGD, batch 8, BCE.
 SGD "quick": the package's default experiment's S and lr (``boolean_n7``: its ``train_mask``,
 32 inputs, lr 0.1, 10^4 runs; until 2026-12-02 this said |S| = 16: a ``task.train_size``
-override is ignored when the config sets a mask); SGD "paper": the same S, lr 0.01
+override was silently ignored when the config sets a mask, now an error unless it equals the
+mask's count); SGD "paper": the same S, lr 0.01
 (``--paper-runs`` runs).  Rejection: |S| = 32, the automatic
 chunk size, blocks of 8 chunks (as the runner).  Every path gets its own trainer or chunk
 function (fresh executables, nothing cached between paths).

@@ -136,7 +136,8 @@ def test_drop_zero_input_mask_and_size_limits():
     (["task.drop_zero_input=true", "task.train_mask=" + "1" + "0" * 127],
      "task.train_mask: expected '0' at position 0"),
     (["model.sigma_b=0", "samplers.gp.enabled=true", "samplers.gp.mode=conditional",
-      "task.train_mask=" + "1" * 32 + "0" * 96], "samplers.gp.mode: 'conditional'"),
+      "task.train_mask=" + "1" * 32 + "0" * 96, "task.train_size=32"],
+     "samplers.gp.mode: 'conditional'"),
     (["task.kind=image", "task.encoding=pm1"], "task.encoding: expected 'binary'"),
     (["task.kind=image", "task.drop_zero_input=true"], "task.drop_zero_input: expected false"),
 ])
@@ -152,7 +153,7 @@ def test_config_errors_name_the_field(items, field):
     # the all-zero input kept: its kernel row is the limit 0 (issue 13), joint mode handles it
     ["model.sigma_b=0", "samplers.gp.enabled=true"],
     ["model.sigma_b=0", "samplers.gp.enabled=true", "samplers.gp.mode=conditional",
-     "task.encoding=pm1", "task.train_mask=" + "1" * 32 + "0" * 96],
+     "task.encoding=pm1", "task.train_mask=" + "1" * 32 + "0" * 96, "task.train_size=32"],
     ["task.encoding=pm1", "samplers.rejection.record_prior=true"],
 ])
 def test_valid_combinations_load(items):

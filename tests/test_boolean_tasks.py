@@ -192,7 +192,8 @@ def test_build_task_from_quick_config():
     assert task.m == 16 and task.n_test == 112
     # README: "1 of the 16 training labels is 1"
     assert task.y_train.sum() == 1
-    task2 = build_task(load_config(QUICK_CONFIG, ["task.train_mask='" + "01" * 64 + "'"]).task)
+    task2 = build_task(load_config(QUICK_CONFIG, ["task.train_mask='" + "01" * 64 + "'",
+                                                  "task.train_size=64"]).task)
     np.testing.assert_array_equal(task2.train_index, np.arange(1, 128, 2))
 
 

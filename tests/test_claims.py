@@ -121,7 +121,7 @@ def _brute_force_posterior(cfg):
 
 
 def test_nngp_limit_against_brute_force_and_the_runner(tmp_path):
-    from bayes_sgd.claims import nngp_limit
+    from bayes_sgd.claims import nngp_limit, posterior_test_error
 
     cfg = _tiny_gp_run(tmp_path)
     n_draws = 100_000
@@ -136,6 +136,7 @@ def test_nngp_limit_against_brute_force_and_the_runner(tmp_path):
     # whole-posterior test error from the marginals vs the sum over all 64 functions (the
     # CDF's abseps 1e-6 per pattern bounds the difference by 64e-6 < 1e-4)
     assert lim["test_error"] == pytest.approx((p * err).sum() / p.sum(), abs=1e-4)
+    assert posterior_test_error(tmp_path) == pytest.approx((p * err).sum() / p.sum(), abs=1e-4)
     # from draws: 5 standard errors of a mean of n_draws bounded [0, 1] errors (sd <= 0.5):
     # false-failure rate < 1e-6
     assert lim["test_error_mc"] == pytest.approx(lim["test_error"], abs=5 * 0.5 / math.sqrt(n_draws))
@@ -215,3 +216,51 @@ def test_width_figure_draws_the_nngp_limit_as_the_gp_of_its_runs(tmp_path):
         assert m["nngp_c0"]["pac_bayes_bound"] == pytest.approx(gp["pac_bayes_bound"], abs=1e-6)
     assert m["nngp_c0"]["sampled"]["sample_size"] == 12  # as many draws as SGD runs
     assert 0 <= m["nngp_c0"]["test_error"] <= 1
+
+
+def test_posterior_test_error_with_a_zero_variance_input(tmp_path):
+    """sigma_b = 0 and the all-zero input in E: f = 0 there for every network and every GP
+    draw, so its label is 0 (f > 0 is 1) and, with the target's 1 there, it is an error with
+    probability 1.  The other E inputs: the sum over all their sign patterns of the EP
+    predictive's probability (scipy's multivariate normal CDF) times the pattern's errors."""
+    import itertools
+
+    from bayes_sgd.claims import posterior_test_error
+    from bayes_sgd.experiment import run_experiment
+    from bayes_sgd.gp import ep_posterior, ep_predictive
+    from bayes_sgd.models import build_model
+    from bayes_sgd.samplers import GPProblem, gp_kernel
+    from bayes_sgd.tasks import build_task
+
+    cfg = config_from_dict({
+        "name": "zero", "seed": 0,
+        "task": {"kind": "boolean", "n": 4, "target": "1001000100010111",
+                 "train_mask": "0111011010110100"},
+        "model": {"arch": "fcn", "widths": [8, 8], "sigma_b": 0.0},
+        "samplers": {"rejection": {"n_samples": 1000}, "sgd": {"enabled": False}},
+        "analysis": {"plot": False},
+    })
+    run_experiment(cfg, tmp_path, show_progress=False)
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.input_shape)
+    prob = GPProblem.from_task(task, lambda X: gp_kernel(cfg, model, X)[0])
+    S, E = slice(0, prob.n_S), slice(prob.n_S, None)
+    K_EE = prob.K[E, E]
+    zero = np.diag(K_EE) == 0
+    assert zero.sum() == 1 and task.test_index[0] == 0 and task.y_test[0] == 1
+    st = ep_posterior(prob.K[S, S], prob.y_S)
+    mean, cov = ep_predictive(prob.K[S, S], prob.K[S, E][:, ~zero], K_EE[np.ix_(~zero, ~zero)], st)
+    y = np.empty(prob.n_E, np.uint8)
+    y[np.asarray(prob.e_slot) - prob.n_S] = task.y_test  # E's labels in the GP's slot order
+    assert zero[prob.e_slot[0] - prob.n_S]  # the all-zero input's slot
+    y = y[~zero]
+    pats = np.array(list(itertools.product([0, 1], repeat=len(y))), np.uint8)
+    p = np.array([stats.multivariate_normal(mean=-(2.0 * b - 1) * mean,
+                                            cov=cov * np.outer(2.0 * b - 1, 2.0 * b - 1),
+                                            allow_singular=True, abseps=1e-6, releps=1e-6)
+                  .cdf(np.zeros(len(b))) for b in pats])
+    assert p.sum() == pytest.approx(1.0, abs=2e-3)
+    errs_other = ((pats != y[None, :]).sum(1) * p).sum() / p.sum()
+    want = (1.0 + errs_other) / task.n_test  # the zero input: always wrong
+    # abseps 1e-6 per pattern over 64 patterns
+    assert posterior_test_error(tmp_path) == pytest.approx(want, abs=1e-4)

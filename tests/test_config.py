@@ -280,6 +280,71 @@ def test_default_task_target_builds():
     assert build_task(cfg.task).n_test == 128 - cfg.task.train_size
 
 
+# ---- task.train_size next to task.train_mask ------------------------------------------------
+# A mask fixes S; a train_size given explicitly (file, mapping or --set) must agree with its
+# number of 1s, while the default (32) says nothing and is replaced by that number.  Cases:
+# (base: "paper" = paper_targets_n7.toml, mask of 32 and no train_size; "quick" = QUICK_CONFIG,
+# train_size = 16 and no mask; or a mapping), --set items, expected |S| or None for the error.
+_MASK64 = "01" * 64
+_N3 = {"task": {"kind": "boolean", "n": 3, "target": "majority", "train_mask": "11010100"}}
+TRAIN_SIZE_CASES = [
+    ("paper", [], 32),
+    ("paper", ["task.train_size=32"], 32),
+    ("paper", ["task.train_size=16"], None),  # the bug: ran |S| 32 silently
+    ("paper", ["task.train_mask=" + "1" * 16 + "0" * 112], 16),
+    ("paper", ["task.train_mask=" + "1" * 16 + "0" * 112, "task.train_size=32"], None),
+    ("quick", [], 16),
+    ("quick", ["task.train_mask=" + _MASK64], None),  # the file's 16 against 64
+    ("quick", ["task.train_mask=" + _MASK64, "task.train_size=64"], 64),
+    ("n3", [], 4),  # default 32 not given: the mask's 4
+    ("n3", ["task.train_size=4"], 4),
+    ("n3", ["task.train_size=5"], None),
+    ("n3", ["task.drop_zero_input=true", "task.train_mask=01010100"], 3),
+]
+
+
+def _load_case(base, items):
+    from bayes_sgd.reproduce import FIGURES, config_path
+
+    if base == "n3":
+        return load_config(_N3, items)
+    path = config_path(FIGURES["targets_n7"], "paper") if base == "paper" else QUICK_CONFIG
+    return load_config(path, items)
+
+
+@pytest.mark.parametrize("base, items, size", TRAIN_SIZE_CASES,
+                         ids=[f"{b}:{' '.join(i)[:60]}" for b, i, _ in TRAIN_SIZE_CASES])
+def test_train_size_against_train_mask(base, items, size):
+    if size is None:
+        with pytest.raises(ConfigError) as e:
+            _load_case(base, items)
+        msg = str(e.value)
+        assert msg.startswith("task.train_size: expected ") and "task.train_mask" in msg
+        return
+    cfg = _load_case(base, items)
+    task = build_task(cfg.task)
+    # independent count: the inputs the built task puts in S
+    assert cfg.task.train_size == task.m == size
+    if cfg.task.train_mask:
+        assert cfg.task.train_mask.count("1") == size
+    # the resolved config (what manifest.json stores) loads back to itself
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_manifest_from_before_train_size_was_resolved_still_matches(tmp_path):
+    """A results folder written when a mask's train_size was ignored (default 32 stored next to
+    a mask of 4) is still the same config, so it is resumed or skipped, not refused."""
+    from bayes_sgd.results_folder import _same_config
+
+    cfg = load_config(_N3)
+    old = cfg.to_dict()
+    old["task"]["train_size"] = 32
+    assert _same_config({"config": old}, cfg)
+    other = json.loads(json.dumps(old))
+    other["task"]["train_mask"] = "11010101"  # another S is another config
+    assert not _same_config({"config": other}, cfg)
+
+
 # ---- CLI ----------------------------------------------------------------------------------------
 
 CLI_BAD = [
@@ -289,6 +354,8 @@ CLI_BAD = [
     (["--set", "task.n"], "--set"),
     (["--set", "task.target=0101"], "task.target"),  # a task error (2^7 bits needed)
     (["--set", "task.train_size=128"], "task.train_size"),
+    # the file's train_size = 16 against a mask of 64 inputs: refused, not silently |S| 64
+    (["--set", "task.train_mask=" + "01" * 64], "task.train_size"),
 ]
 
 

@@ -138,7 +138,8 @@ def test_tiny_figure_end_to_end(tmp_path, capsys):
 # The paper's n = 7 settings as read from the authors' scripts (docs/paper_settings.md): 0/1
 # inputs, all 128 of them, FCN 7-40-40-1 ReLU, sigma_w = sigma_b = 1, |S| = 32, plain SGD
 # lr 0.01 batch 8 with BCE, stop at the first epoch with 100 % training accuracy.
-@pytest.mark.parametrize("name", [n for n, f in FIGURES.items() if f.n7 and f.paper_config])
+@pytest.mark.parametrize("name", [n for n, f in FIGURES.items()
+                                  if f.n7 and f.paper_config and f.kind != "sensitivity"])
 def test_paper_scale_uses_the_papers_settings(name):
     from bayes_sgd.reproduce import config_path
 
@@ -246,16 +247,92 @@ def test_sensitivity_target_is_the_recorded_draw():
 
     b = flat(base.to_dict())
     for run in FIGURES["sensitivity_n7"].runs:
-        if run.name not in cfgs:  # paper scale only: compare with the paper-scale base
+        if run.name not in cfgs:
             assert run.name in FIGURES["sensitivity_n7"].paper_only
-            cfg = figure_configs("sensitivity_n7", scale="paper")
-            b_run, cfg = flat(cfg["base"].to_dict()), cfg[run.name]
-        else:
-            b_run, cfg = b, cfgs[run.name]
+            continue
+        cfg = cfgs[run.name]
         assert cfg.samplers.gp.enabled and not cfg.samplers.rejection.enabled
         assert cfg.samplers.gp.mode == "joint"
-        changed = {k for k, v in flat(cfg.to_dict()).items() if v != b_run[k]} - {"name"}
+        changed = {k for k, v in flat(cfg.to_dict()).items() if v != b[k]} - {"name"}
+        # |S| 16 / 64 change the resolved train_size (their S is drawn from it)
         assert changed == {o.split("=")[0] for o in run.overrides}, run.name
+
+
+def _flat(d, pre=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{pre}{k}.") if isinstance(v, dict) else {f"{pre}{k}": v})
+    return out
+
+
+# The sensitivity study at --scale paper (reproduce.py, "The sensitivity study at --scale
+# paper"): the base is the authors' target 4 with their S at the paper's settings, SGD only at
+# 10^4 runs; each row changes the base in the fields of its setting, plus the run count of the
+# two rows given fewer runs (and lr 0.001's epoch cap); |S| 16 / 64 change the mask and with it
+# the resolved train_size.
+SENSITIVITY_PAPER_CHANGES = {
+    "base": set(), "lr0.001": {"samplers.sgd.lr", "samplers.sgd.max_epochs", "samplers.sgd.n_runs"},
+    "lr0.1": {"samplers.sgd.lr"}, "batch1": {"samplers.sgd.batch_size"},
+    "batch32": {"samplers.sgd.batch_size"}, "mse": {"samplers.sgd.loss"},
+    "adam": {"samplers.sgd.optimizer"}, "inputs_pm1": {"task.encoding"},
+    "S16": {"task.train_mask", "task.train_size"}, "S64": {"task.train_mask", "task.train_size"},
+    "after64": {"samplers.sgd.epochs_after_fit"}, "width200": {"model.widths"},
+    "width1000": {"model.widths", "samplers.sgd.n_runs"}, "sigma_b0.1": {"model.sigma_b"},
+    "sigma_b0": {"model.sigma_b"},
+}
+
+
+def test_sensitivity_paper_scale_is_target_4_one_setting_at_a_time():
+    from bayes_sgd.reproduce import PAPER_TARGETS_N7, config_path
+
+    cfgs = figure_configs("sensitivity_n7", scale="paper")
+    assert list(cfgs) == [r.name for r in FIGURES["sensitivity_n7"].runs]  # width1000 included
+    base = cfgs["base"]
+    # the paper's settings of figure (b) for target 4 (paper_targets_n7.toml), SGD only
+    paper_t4 = load_config(config_path(FIGURES["targets_n7"], "paper"))
+    assert (base.task.target, base.task.train_mask) == PAPER_TARGETS_N7["t4"][:2]
+    ref = _flat(paper_t4.to_dict())
+    got = _flat(base.to_dict())
+    assert {k for k, v in got.items() if v != ref[k]} == {
+        "name", "samplers.rejection.enabled", "samplers.sgd.n_runs"}
+    assert not base.samplers.rejection.enabled and base.samplers.sgd.n_runs == 10_000
+    assert base.samplers.gp.max_functions >= base.samplers.sgd.n_runs
+    want = {"lr0.001": (0.001, 2000, 20000), "width1000": (0.01, 1000, 5000)}
+    for name, cfg in cfgs.items():
+        changed = {k for k, v in _flat(cfg.to_dict()).items() if v != got[k]} - {"name"}
+        assert changed == SENSITIVITY_PAPER_CHANGES[name], name
+        sgd = cfg.samplers.sgd
+        assert (sgd.lr, sgd.n_runs, sgd.max_epochs) == want.get(name, (sgd.lr, 10_000, 5000))
+        assert cfg.samplers.gp.enabled and cfg.samplers.gp.mode == "joint"
+    # |S| 16 a subset, |S| 64 a superset of the authors' S
+    s32 = {i for i, c in enumerate(base.task.train_mask) if c == "1"}
+    s16 = {i for i, c in enumerate(cfgs["S16"].task.train_mask) if c == "1"}
+    s64 = {i for i, c in enumerate(cfgs["S64"].task.train_mask) if c == "1"}
+    assert len(s16) == 16 and s16 < s32 and len(s64) == 64 and s64 > s32
+
+
+@pytest.mark.parametrize("size, seed", [(16, 0), (64, 0), (1, 3), (31, 1), (33, 2), (127, 0)])
+def test_nested_mask_is_a_seeded_subset_or_superset(size, seed):
+    import numpy as np
+
+    from bayes_sgd.reproduce import PAPER_S_N7, nested_mask
+
+    got = nested_mask(PAPER_S_N7, size, seed=seed)
+    s = [i for i, c in enumerate(PAPER_S_N7) if c == "1"]
+    rest = [i for i, c in enumerate(PAPER_S_N7) if c == "0"]
+    rng = np.random.default_rng(seed)  # the draw, redone from its description
+    want = set(rng.choice(s, size, replace=False).tolist()) if size <= 32 else \
+        set(s) | set(rng.choice(rest, size - 32, replace=False).tolist())
+    assert {i for i, c in enumerate(got) if c == "1"} == want and len(got) == 128
+    assert nested_mask(PAPER_S_N7, size, seed=seed) == got  # reproducible
+
+
+@pytest.mark.parametrize("size", [0, 128, -1])
+def test_nested_mask_rejects_sizes_outside_1_to_127(size):
+    from bayes_sgd.reproduce import PAPER_S_N7, nested_mask
+
+    with pytest.raises(ValueError, match=r"size: expected an integer in \[1, 127\]"):
+        nested_mask(PAPER_S_N7, size)
 
 
 @pytest.mark.slow
