@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("--old-functions", type=int, default=200,
                     help="functions scored one by one (the reference path)")
     ap.add_argument("--mode", choices=("conditional", "joint"), default="conditional")
+    ap.add_argument("--also-threads", action="store_true",
+                    help="time the new path a second time with its chunks on threads instead "
+                         "of forked processes (the path before issue 14's fourth round)")
     args = ap.parse_args(argv)
 
     from bayes_sgd.models import build_model
@@ -124,6 +127,22 @@ def main(argv=None) -> int:
     new = problem.score(bits, method="ep", mode=args.mode)
     t_new = time.perf_counter() - t
     old2, t_old2 = old(halves[1])
+    if args.also_threads:
+        import functools
+
+        from bayes_sgd.samplers import _gp
+
+        many = _gp.ep_log_orthant_many
+        _gp.ep_log_orthant_many = functools.partial(many, workers="thread")
+        try:
+            t = time.perf_counter()
+            thr = problem.score(bits, method="ep", mode=args.mode)
+            t_thr = time.perf_counter() - t
+        finally:
+            _gp.ep_log_orthant_many = many
+        same = np.array_equal(thr.log10_p, new.log10_p, equal_nan=True)
+        print(f"new path on threads: {len(bits) / t_thr:>9.1f} functions/s ({t_thr:.1f} s); "
+              f"processes / threads = {t_thr / t_new:.2f}x; identical values: {same}")
     old_lp = np.concatenate([old1.log10_p, old2.log10_p])
     diff = np.abs(new.log10_p[np.concatenate(halves)] - old_lp)
     rate_new = len(bits) / t_new
