@@ -54,6 +54,13 @@ conditional new 986.9/s (1.01 ms each), old 53.8/s (18.6 ms): 18.4x, max |Delta 
 1.2e-10. Floor not met. One thread (``_run_chunk`` on 1,024 functions, under the lock): joint
 3.18 -> 2.50 ms of CPU per function, conditional 1.45 -> 1.07 ms; two threads gain less than
 before (the GIL: many small products per chunk).
+
+Issue 14's fourth round (chunks on two forked processes instead of two threads; the same
+values), under the lock in three slots (09:57, 10:43, 10:49 UTC), ``--also-threads``:
+conditional 22.4x, 19.7x, 22.9x (new 1,457 / 1,127 / 1,136 functions/s, old 65.0 / 57.2 /
+49.7/s; processes / threads 1.27x, 0.88x, 1.14x); joint 17.0x, 17.1x, 16.4x (new 707 / 578 /
+657/s, old 41.7 / 33.7 / 40.1/s; processes / threads 1.20x, 1.44x, 1.24x). Agreement
+8.2e-14 / 1.2e-10. Conditional floor met in two of three slots, joint in none.
 """
 from __future__ import annotations
 
