@@ -196,3 +196,29 @@ def test_chunks_on_processes_or_threads_give_the_one_worker_values(workers):
     assert [d["num_threads"] for d in threadpool_info()] == before
     with pytest.raises(ValueError, match="^workers: expected 'auto', 'process' or 'thread'"):
         ep_log_orthant_batch(K, Y, workers="fork")
+
+
+def _score_in_daemon(K, Y, q):
+    from bayes_sgd.gp._ep_batch import ep_log_orthant_batch
+
+    q.put(ep_log_orthant_batch(K, Y, chunk=8, threads=2)[0])
+
+
+def test_a_daemonic_process_scores_on_threads():
+    # a daemonic process (a multiprocessing or Dask worker) may not have children: "auto"
+    # must fall back to threads there and give the one-worker values
+    import multiprocessing
+
+    from bayes_sgd.gp._ep_batch import ep_log_orthant_batch
+
+    rng = np.random.default_rng(31)
+    K = _nngp(rng, 16)
+    Y = rng.choice([-1.0, 1.0], (40, 16))
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_score_in_daemon, args=(K, Y, q), daemon=True)
+    p.start()
+    got = q.get(timeout=120)
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    np.testing.assert_array_equal(got, ep_log_orthant_batch(K, Y, chunk=8, threads=1)[0])

@@ -274,8 +274,11 @@ def _can_fork() -> bool:
     import multiprocessing
     import sys
 
-    # fork only where it is the platform's own model (macOS's default is spawn for a reason)
-    return sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+    # fork only where it is the platform's own model (macOS's default is spawn for a reason),
+    # and not from a daemonic process (e.g. a multiprocessing or Dask worker: it may not have
+    # children)
+    return (sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon)
 
 
 def _chunk_one_blas_thread(args):
