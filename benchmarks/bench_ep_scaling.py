@@ -72,6 +72,15 @@ only (< 30 s); 10,000: time (LAPACK flops), memory 1.9 GB of the 2.5 GB allowed 
 matrix, 0.8 GB each); 20,000: the data (the MNIST train split, absent here: skipped), then
 memory (2 x 3.2 GB + ~0.3 GB, 6.7 GB: fits 24 GB only with the other sessions' jobs small)
 and time (8x the flops of 10,000: ~15 min on both cores, beyond one timing slot here).
+
+Issue 14's fourth round (EP keeps the last sweep's L^-1, no factor rebuilt at the end), under
+the lock 2026-12-02 10:43-10:49 UTC, ``--sizes 10000 --blas-threads 2``, this code / main /
+this code: EP 108.4 s / 107.9 s / 100.4 s (199 / 202 / 190 CPU-s), 9 sweeps, log10 P(S) =
+-615.9555 each, RSS peak 1.90 GB. One full-size Cholesky less (11 -> 10 with the jitter one);
+the gain (~4 s) is within the spread. The iteration's flops, 7.3e12 (9 x 2n^3/3 + the warm
+start's levels + the jitter Cholesky + the warm start's predictive), take 86-92 s at the
+80-85 GFLOP/s OpenBLAS's dpotrf/dtrtri reach on the two cores (dgemm: 97.6): the 90 s floor
+needs fewer sweeps (another damping schedule) or another jitter policy.
 """
 from __future__ import annotations
 

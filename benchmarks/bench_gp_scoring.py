@@ -54,6 +54,16 @@ conditional new 986.9/s (1.01 ms each), old 53.8/s (18.6 ms): 18.4x, max |Delta 
 1.2e-10. Floor not met. One thread (``_run_chunk`` on 1,024 functions, under the lock): joint
 3.18 -> 2.50 ms of CPU per function, conditional 1.45 -> 1.07 ms; two threads gain less than
 before (the GIL: many small products per chunk).
+
+Issue 14's fourth round (chunks on two forked processes instead of two threads; the same
+values), under the lock in three slots (09:57, 10:43, 10:49 UTC), ``--also-threads``:
+conditional 22.4x, 19.7x, 22.9x (new 1,457 / 1,127 / 1,136 functions/s, old 65.0 / 57.2 /
+49.7/s; processes / threads 1.27x, 0.88x, 1.14x); joint 17.0x, 17.1x, 16.4x (new 707 / 578 /
+657/s, old 41.7 / 33.7 / 40.1/s; processes / threads 1.20x, 1.44x, 1.24x). Agreement
+8.2e-14 / 1.2e-10. Conditional floor met in two of three slots, joint in none. Then blocks
+of 32 sites (``_ep_batch.BLOCK``, 10:53-10:54 UTC, twice; not kept: the batched-vs-one-by-one
+test's 1e-9 bound in joint mode failed by 2 %): conditional 19.9x, 19.6x; joint 19.2x, 19.9x
+(agreement 8.7e-14 / 4.2e-10).
 """
 from __future__ import annotations
 
@@ -82,6 +92,9 @@ def main(argv=None) -> int:
     ap.add_argument("--old-functions", type=int, default=200,
                     help="functions scored one by one (the reference path)")
     ap.add_argument("--mode", choices=("conditional", "joint"), default="conditional")
+    ap.add_argument("--also-threads", action="store_true",
+                    help="time the new path a second time with its chunks on threads instead "
+                         "of forked processes (the path before issue 14's fourth round)")
     args = ap.parse_args(argv)
 
     from bayes_sgd.models import build_model
@@ -124,6 +137,22 @@ def main(argv=None) -> int:
     new = problem.score(bits, method="ep", mode=args.mode)
     t_new = time.perf_counter() - t
     old2, t_old2 = old(halves[1])
+    if args.also_threads:
+        import functools
+
+        from bayes_sgd.samplers import _gp
+
+        many = _gp.ep_log_orthant_many
+        _gp.ep_log_orthant_many = functools.partial(many, workers="thread")
+        try:
+            t = time.perf_counter()
+            thr = problem.score(bits, method="ep", mode=args.mode)
+            t_thr = time.perf_counter() - t
+        finally:
+            _gp.ep_log_orthant_many = many
+        same = np.array_equal(thr.log10_p, new.log10_p, equal_nan=True)
+        print(f"new path on threads: {len(bits) / t_thr:>9.1f} functions/s ({t_thr:.1f} s); "
+              f"processes / threads = {t_thr / t_new:.2f}x; identical values: {same}")
     old_lp = np.concatenate([old1.log10_p, old2.log10_p])
     diff = np.abs(new.log10_p[np.concatenate(halves)] - old_lp)
     rate_new = len(bits) / t_new

@@ -171,3 +171,54 @@ def test_shared_sign_prefixes_give_the_per_pattern_values():
         ref = log_orthant_probability(K, Y[b], "ep", mean=m)
         assert res.log_p[b] == pytest.approx(ref.log_p, abs=1e-9, rel=1e-11), b
         assert res.n_iter[b] == ref.n_iter
+
+
+@pytest.mark.parametrize("workers", ["process", "thread"])
+def test_chunks_on_processes_or_threads_give_the_one_worker_values(workers):
+    # The chunks run on forked processes (the default on Linux) or threads; each chunk's EP is
+    # the same computation wherever it runs, so the values must equal those of one worker in
+    # this process bit for bit (which the tests above check against the per-pattern EP),
+    # with the rows back in their order. BLAS must be left at the thread count it had.
+    from threadpoolctl import threadpool_info
+
+    from bayes_sgd.gp._ep_batch import ep_log_orthant_batch
+
+    rng = np.random.default_rng(30)
+    n = 24
+    K = _nngp(rng, n)
+    Y = rng.choice([-1.0, 1.0], (70, n))
+    before = [d["num_threads"] for d in threadpool_info()]
+    one = ep_log_orthant_batch(K, Y, chunk=8, threads=1)
+    par = ep_log_orthant_batch(K, Y, chunk=8, threads=2, workers=workers)
+    for a, b in zip(one, par):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(one[0]).all() and one[3].all()
+    assert [d["num_threads"] for d in threadpool_info()] == before
+    with pytest.raises(ValueError, match="^workers: expected 'auto', 'process' or 'thread'"):
+        ep_log_orthant_batch(K, Y, workers="fork")
+
+
+def _score_in_daemon(K, Y, q):
+    from bayes_sgd.gp._ep_batch import ep_log_orthant_batch
+
+    q.put(ep_log_orthant_batch(K, Y, chunk=8, threads=2)[0])
+
+
+def test_a_daemonic_process_scores_on_threads():
+    # a daemonic process (a multiprocessing or Dask worker) may not have children: "auto"
+    # must fall back to threads there and give the one-worker values
+    import multiprocessing
+
+    from bayes_sgd.gp._ep_batch import ep_log_orthant_batch
+
+    rng = np.random.default_rng(31)
+    K = _nngp(rng, 16)
+    Y = rng.choice([-1.0, 1.0], (40, 16))
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_score_in_daemon, args=(K, Y, q), daemon=True)
+    p.start()
+    got = q.get(timeout=120)
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    np.testing.assert_array_equal(got, ep_log_orthant_batch(K, Y, chunk=8, threads=1)[0])

@@ -1,6 +1,7 @@
 """The memory-bounded forms of the NNGP kernel and of EP's posterior (issue 14, EP at |S| = 10^4)
 against independent references: the kernel's row blocks against the unblocked cross-kernel
-path and exact symmetry; K's symmetry check; parallel EP's rebuilt factor against numpy's.
+path and exact symmetry; K's symmetry check; parallel EP's inverse factor (and the factor
+computed from it) against numpy's.
 (EP's posterior marginals against dense inverses: test_orthant.py.)"""
 import numpy as np
 import pytest
@@ -46,10 +47,11 @@ def test_K_within_round_off_of_symmetric_is_symmetrised_and_beyond_refused():
         log_orthant_probability(K2, y, "ep")
 
 
-def test_parallel_ep_rebuilds_the_factor_it_inverted_in_place():
-    # Parallel EP (n > 256) inverts L in place and rebuilds it at the end: chol_B must be the
-    # Cholesky factor of I + S^1/2 K S^1/2 for the returned sites (numpy's, independently),
-    # and the predictive built on it must match dense conditioning of the EP posterior.
+def test_parallel_ep_keeps_the_inverse_factor_of_its_last_sweep():
+    # Parallel EP (n > 256) inverts L in place and keeps L^-1: inv_chol_B must be the inverse
+    # of the Cholesky factor of I + S^1/2 K S^1/2 for the returned sites (numpy's,
+    # independently), chol_B (computed from it on access) that factor, and the predictive
+    # built on the inverse must match dense conditioning of the EP posterior.
     from bayes_sgd.gp import ep_posterior, ep_predictive
 
     rng = np.random.default_rng(5)
@@ -60,12 +62,23 @@ def test_parallel_ep_rebuilds_the_factor_it_inverted_in_place():
     assert st.variant == "parallel" and st.converged
     sw = np.sqrt(st.tau)
     B = np.eye(300) + sw[:, None] * K[:300, :300] * sw[None, :]
-    np.testing.assert_allclose(st.chol_B, np.linalg.cholesky(B), rtol=1e-10, atol=1e-12)
+    assert st._chol_B is None  # not rebuilt by EP (issue 14: one Cholesky less)
+    L = np.linalg.cholesky(B)
+    np.testing.assert_allclose(np.tril(st.inv_chol_B), np.linalg.inv(L), rtol=1e-10,
+                               atol=1e-12)
     mean, cov = ep_predictive(K[:300, :300], K[:300, 300:], K[300:, 300:], st)
     Kinv_site = np.linalg.inv(K[:300, :300] + np.diag(1.0 / st.tau))  # (K + S^-1)^-1
     np.testing.assert_allclose(cov, K[300:, 300:] - K[300:, :300] @ Kinv_site @ K[:300, 300:],
                                rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(mean, K[300:, :300] @ st.alpha, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(st.chol_B, L, rtol=1e-10, atol=1e-12)
+    # the predictive from L^-1 is the one from a solve with L (the path before) to round-off
+    import dataclasses
+
+    mean_L, cov_L = ep_predictive(K[:300, :300], K[:300, 300:], K[300:, 300:],
+                                  dataclasses.replace(st, inv_chol_B=None, _chol_B=L))
+    np.testing.assert_allclose(cov, cov_L, rtol=1e-11, atol=1e-13)
+    np.testing.assert_array_equal(mean, mean_L)
 
 
 def _warm_start_case(n=1100):
@@ -92,7 +105,7 @@ def test_warm_started_parallel_ep_reaches_the_cold_fixed_point(monkeypatch):
     assert np.max(np.abs(warm.mu - cold.mu) / np.sqrt(cold.var)) < 1e-3
     assert np.max(np.abs(np.log(warm.var / cold.var))) < 1e-3
     assert warm.n_iter < cold.n_iter  # full-size sweeps: the point of the warm start
-    # the rebuilt factor belongs to the returned sites
+    # the factor (from the kept inverse) belongs to the returned sites
     sw = np.sqrt(warm.tau)
     B = np.eye(len(y)) + sw[:, None] * K * sw[None, :]
     np.testing.assert_allclose(warm.chol_B, np.linalg.cholesky(B), rtol=1e-9, atol=1e-11)

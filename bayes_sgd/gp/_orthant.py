@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.linalg import lapack
+from scipy.linalg import blas, lapack
 from scipy.special import log_ndtr
 
 from . import _ep
@@ -339,7 +339,7 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     n = 1000 / 5000 / 10000 took 0.4 s / 26 s / 183 s (13-15 sweeps) idle before the warm
     start, which leaves 9 full-size sweeps at 5000 and 10000 (1.29x less CPU time at 5000;
     ~140 s expected idle at 10000, not measured). Memory: K plus one n x n
-    work matrix (the parallel variant inverts the factor in place and rebuilds it at the end):
+    work matrix (the parallel variant inverts the factor in place and keeps that inverse):
     peak RSS of the whole benchmark process at n = 10000 1.92 GB (6.3 GB before).
     """
     K = _check_K(K_SS, "K_SS")
@@ -406,7 +406,7 @@ def _ep_posterior(K, s, m, *, warm_start=False, **kw) -> _ep.EPState:
         warnings.warn(f"EP did not converge in {it} sweeps (residual {resid:.2e} > tol); "
                       f"ln Z = {lz:.6g} is from the last sweep", RuntimeWarning, stacklevel=3)
     return _ep.EPState(tau=tau, nu=nu, mu=post.mu + m, var=post.var, alpha=post.alpha,
-                       chol_B=post.L, log_Z=lz, signs=s, mean=m, jitter=jitter, n_iter=it,
+                       inv_chol_B=post.C, _chol_B=post.L, log_Z=lz, signs=s, mean=m, jitter=jitter, n_iter=it,
                        converged=conv, variant=var_name, residual=resid, history=hist)
 
 
@@ -417,7 +417,8 @@ def ep_predictive(K_SS, K_SE, K_EE, ep_state: _ep.EPState, *, mean_E=None):
 
     A function's conditional log-probability on E is then
     ``log_orthant_probability(cov_E, signs_E, mean=mean_E)``. ``K_SS`` must be the matrix the
-    state was fitted on (its jitter is not needed: it lives in the factor ``chol_B``).
+    state was fitted on (its jitter is not needed: it lives in the factor ``chol_B``, or its
+    inverse ``inv_chol_B``).
     """
     K_SS = np.asarray(K_SS, dtype=np.float64)
     n = ep_state.tau.shape[0]
@@ -434,8 +435,11 @@ def ep_predictive(K_SS, K_SE, K_EE, ep_state: _ep.EPState, *, mean_E=None):
     from scipy.linalg import solve_triangular
 
     mean = m_E + K_SE.T @ ep_state.alpha
-    W = solve_triangular(ep_state.chol_B, np.sqrt(ep_state.tau)[:, None] * K_SE, lower=True,
-                         check_finite=False)
+    W = np.sqrt(ep_state.tau)[:, None] * K_SE
+    if ep_state._chol_B is not None:
+        W = solve_triangular(ep_state._chol_B, W, lower=True, check_finite=False)
+    else:  # parallel EP keeps L^-1 (what its sweeps computed), not L
+        W = blas.dtrmm(1.0, ep_state.inv_chol_B, np.asfortranarray(W), lower=1, overwrite_b=1)
     cov = K_EE - W.T @ W
     return mean, 0.5 * (cov + cov.T)
 
