@@ -31,7 +31,6 @@ RESULTS = os.environ.get("BAYES_SGD_RESULTS", "results/width_n7")
 KIND = None  # None: from the figure's name; else one of bayes_sgd.claims.KINDS
 
 # %%
-import json
 from pathlib import Path
 
 import pandas as pd

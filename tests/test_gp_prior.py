@@ -20,7 +20,6 @@ is seeded (seed 0), so every check is deterministic.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd

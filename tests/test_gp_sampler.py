@@ -29,7 +29,7 @@ from scipy.stats import multivariate_normal
 from bayes_sgd.config import config_from_dict
 from bayes_sgd.counting import bits_to_strings
 from bayes_sgd.gp import fcn_nngp_kernel
-from bayes_sgd.models import FCN, build_model
+from bayes_sgd.models import FCN
 from bayes_sgd.samplers import GPProblem, candidate_functions, compare_modes, run_gp
 from bayes_sgd.tasks import Task, boolean_task
 

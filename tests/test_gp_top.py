@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bayes_sgd.gp import (ep_posterior, ep_predictive, fcn_nngp_kernel, greedy_mode,
-                          log_orthant_probability, sample_sign_patterns, top_functions)
+                          sample_sign_patterns, top_functions)
 from bayes_sgd.tasks import boolean_inputs
 
 

@@ -20,7 +20,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from bayes_sgd.config import load_config
 from bayes_sgd.experiment import run_experiment

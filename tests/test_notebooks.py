@@ -2,7 +2,6 @@
 and draws at least one figure."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "analysis").glob("*.py"))
-from conftest import TINY, shared_tiny_results  # noqa: E402  (shared helper)
+from conftest import shared_tiny_results  # noqa: E402  (shared helper)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ reports missing data clearly, and draws a (tiny) figure end to end."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,7 @@ import pytest
 
 from bayes_sgd import results
 
-from conftest import TINY, shared_tiny_results  # noqa: E402  (shared helper)
+from conftest import shared_tiny_results  # noqa: E402  (shared helper)
 
 
 @pytest.fixture(scope="module")

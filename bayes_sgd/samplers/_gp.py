@@ -140,7 +140,7 @@ class GPProblem:
     def from_task(cls, task, kernel_fn: Callable[[np.ndarray], np.ndarray]) -> "GPProblem":
         """Deduplicate ``task.x_all`` (S then E) and evaluate ``kernel_fn`` on the distinct rows."""
         X = np.asarray(task.x_all)
-        m, k = task.m, task.n_test
+        m = task.m
         ids = _first_occurrence_ids(X)
         n_u = int(ids.max()) + 1
         s_ids, e_ids = ids[:m], ids[m:]

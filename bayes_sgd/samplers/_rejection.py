@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 
 import jax
 import jax.numpy as jnp
