@@ -168,10 +168,10 @@ SENSITIVITY_VERDICT = "frac_within_1_decades"
 SUBSAMPLE_SEED = 0
 
 
-def sensitivity_metrics(summary: dict, pair: str = "gp_vs_sgd", *, folder=None) -> dict:
+def sensitivity_metrics(summary: dict, pair: str = "gp_vs_sgd", *, result=None) -> dict:
     """One row of the sensitivity table from a run's ``summary.json``: the pair's measures
-    (value and interval) and the run's SGD and GP totals.  With the run's ``folder`` also the
-    test errors (``sgd_test_error``: P_SGD-weighted over SGD's functions; ``pb_test_error``:
+    (value and interval) and the run's SGD and GP totals.  With the run's loaded ``result``
+    (``results.load``) also the test errors (``sgd_test_error``: P_SGD-weighted over SGD's functions; ``pb_test_error``:
     the NNGP posterior's over all of P_B, ``claims.posterior_test_error``) and ``run_time_s``
     (manifest started to finished)."""
     m = summary.get("agreement", {}).get("measures", {}).get(pair)
@@ -185,15 +185,14 @@ def sensitivity_metrics(summary: dict, pair: str = "gp_vs_sgd", *, folder=None) 
            "epochs_to_fit_median": sgd.get("epochs_to_fit_median"),
            "gp_n_scored": gp.get("n_functions"), "gp_n_candidates": gp.get("n_candidates"),
            "gp_log10_P_S": _r(gp.get("log10_P_S")), "gp_mode": gp.get("mode")}
-    if folder is not None:
+    if result is not None:
         from datetime import datetime
 
         from .claims import posterior_test_error
 
-        r = results.load(folder)
-        out["sgd_test_error"] = _r(mean_test_error(r.functions, "sgd"), 4)
-        out["pb_test_error"] = _r(posterior_test_error(folder), 4)
-        t0, t1 = r.manifest.get("started"), r.manifest.get("finished")
+        out["sgd_test_error"] = _r(mean_test_error(result.functions, "sgd"), 4)
+        out["pb_test_error"] = _r(posterior_test_error(result.path), 4)
+        t0, t1 = result.manifest.get("started"), result.manifest.get("finished")
         out["run_time_s"] = (round((datetime.fromisoformat(t1) - datetime.fromisoformat(t0))
                                    .total_seconds()) if t0 and t1 else None)
     return out
@@ -251,11 +250,11 @@ def draw_sensitivity(folders: dict[str, Path], *, titles: dict | None = None,
     full one).  ``details``: also the test errors and run times (``sensitivity_metrics``)."""
     titles = dict(titles or {})
     loaded = {name: results.load(f) for name, f in folders.items()}
-    metrics = {name: sensitivity_metrics(r.summary, pair, folder=folders[name] if details else None)
+    metrics = {name: sensitivity_metrics(r.summary, pair, result=r if details else None)
                for name, r in loaded.items()}
     base = metrics.get(reference)
     if base is not None:
-        q, p = pair.split("_vs_")[1], pair.split("_vs_")[0]
+        p, q = pair.split("_vs_")
         ref = loaded[reference]
         ordered = {}
         for name, row in metrics.items():
@@ -264,8 +263,8 @@ def draw_sensitivity(folders: dict[str, Path], *, titles: dict | None = None,
             if (name != reference and n and base.get("sgd_runs") and n < base["sgd_runs"]
                     and key not in ordered):
                 target = ref.summary.get("task", {}).get("target_on_E")
-                mins = ref.summary.get("agreement", {}).get("pairs", {}).get(pair, {})
-                ks = sorted(int(k.split("=")[1]) for k in mins) or [2]
+                pair_ks = ref.summary.get("agreement", {}).get("pairs", {}).get(pair, {})
+                ks = sorted(int(k.split("=")[1]) for k in pair_ks) or [2]
                 m = measures(subsample_runs(ref.functions, n, sampler=q), q, p, min_counts=ks,
                              target=target)
                 ordered[key] = {"measures": {k: m["values"][k] for k, _ in SENSITIVITY_MEASURES
