@@ -3,7 +3,11 @@ samples, rerun into the same folder until it completes, and must give exactly th
 uninterrupted run with the same config (the reference, run in this process).
 
 Checkpoints are written every 0.2 s (``BAYES_SGD_CHECKPOINT_SECONDS``) so that kills land
-between, during and right after checkpoint writes.  Each kill waits for a fresh checkpoint of
+between, during and right after checkpoint writes.
+
+Marked ``slow`` (about 130 s on one core: six process start-ups and their compiles), so it runs in
+CI's second pass (``.ci/run``); the default suite keeps the in-process interrupt-and-resume test
+of ``test_experiment.py``.  Each kill waits for a fresh checkpoint of
 the sampler it is meant to cut (twice rejection, twice SGD), then a random delay drawn from a
 seeded generator; the test checks that every kill did interrupt a run (exit code not 0) part-way
 through its sampler, so it cannot pass by the run finishing first.  Exact equality: counts are integers and every chunk /
@@ -20,6 +24,7 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bayes_sgd.config import load_config
 from bayes_sgd.experiment import run_experiment
@@ -34,6 +39,8 @@ OVERRIDES = [
     "samplers.sgd.lr=0.0003",  # slow enough (~2 s of SGD here) for kills to land mid-sampler
     "analysis.plot=false",
 ]
+pytestmark = pytest.mark.slow
+
 CLI = [sys.executable, "-m", "bayes_sgd.cli"]  # what the bayes-sgd console script runs
 
 
