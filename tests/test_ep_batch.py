@@ -173,6 +173,30 @@ def test_shared_sign_prefixes_give_the_per_pattern_values():
         assert res.n_iter[b] == ref.n_iter
 
 
+
+@pytest.mark.parametrize("outer", [16, 32, 48, 200])
+def test_spans_of_blocks_give_the_per_pattern_values(outer, monkeypatch):
+    # After the first sweep Sigma is updated once per span of OUTER sites (``_sweep``), each
+    # block brought up to date from the span's earlier blocks: one block per span, two,
+    # three (the last span short: n = 70) and one span for the whole sweep, against the
+    # per-pattern EP with the bound used above (1e-9 on ln p) and the same sweep counts.
+    from bayes_sgd.gp import _ep_batch
+
+    monkeypatch.setattr(_ep_batch, "OUTER", outer)
+    rng = np.random.default_rng(70)
+    n = 70
+    K = _nngp(rng, n)
+    m = 0.5 * rng.standard_normal(n) * np.sqrt(np.diag(K))
+    base = np.where(m >= 0, 1.0, -1.0)
+    Y = np.where(rng.random((6, n)) < 0.3, -base, base)
+    res = ep_log_orthant_many(K, Y, mean=m, block=16, chunk=4, threads=1)
+    assert res.n_rerun == 0 and (res.n_iter > 2).all()  # later sweeps ran
+    for b in range(len(Y)):
+        ref = log_orthant_probability(K, Y[b], "ep", mean=m)
+        assert ref.info["variant"] == "sequential"
+        assert res.log_p[b] == pytest.approx(ref.log_p, abs=1e-9, rel=1e-11), b
+        assert res.n_iter[b] == ref.n_iter
+
 @pytest.mark.parametrize("workers", ["process", "thread"])
 def test_chunks_on_processes_or_threads_give_the_one_worker_values(workers):
     # The chunks run on forked processes (the default on Linux) or threads; each chunk's EP is

@@ -42,6 +42,22 @@ task (under the timing lock, two runs each) two threads took 1.36-1.46x (conditi
 values are bit for bit those of one worker. A pool lives for one call (fork and shutdown
 ~45 ms).
 
+Round 5 (issue 14) cuts the memory traffic of a chunk (Sigma is 33 MB for 256 patterns at
+n = 128, so every pass over the whole chunk streamed it from memory; on 32 patterns, in cache,
+the same update took half the time per pattern):
+
+* After the first sweep, Sigma is updated once per span of ``OUTER`` = 32 sites (two blocks):
+  the span's second block brings its gathered columns up to date with the first block's
+  update (a b x b x n product per pattern) instead of waiting for a pass over Sigma, and the
+  span's update is one product of inner dimension 32. The blocks' site updates, sweep counts
+  and ln|B| terms are the same; the products are summed in another order (|Delta ln Z| vs
+  the per-block update ~1e-13 on the benchmark's functions).
+* The product ``M G^T``, the mean's update, the update of Sigma and the gather of the next
+  span's columns run ``SUB`` patterns at a time, each while those patterns' rows are in cache.
+* The first sweep becomes a plain sweep from the block where every pattern has a prefix of
+  its own; rows that converge are compacted in place (the fresh copy of Sigma it replaces
+  took 8 % of a chunk's time in a profile).
+
 Converged patterns leave the batch (their state is final, as in a separate run). Patterns
 where an update would make Sigma indefinite (``1 + dt Sigma_ii <= 0``) or a variance
 non-positive or non-finite are reported with ``ok = False``; the caller reruns those with the
@@ -61,6 +77,7 @@ _SQRT2 = np.sqrt(2.0)
 
 BLOCK = 16  # sites per blocked update (n^2 b work per block; b^2 per site inside it)
 SUB = 8  # rows of the batch per product in the update (their work arrays fit a core's L2)
+OUTER = 32  # sites per update of Sigma in sweeps after the first (``_sweep``)
 GROUPS = 2  # row groups of Sigma, each kept from its first column on ((G + 1) / 2G of the work)
 
 
@@ -110,15 +127,61 @@ def _site_moments(z):
     return lam, r, omr
 
 
-def _sweep(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, block, buf):
-    """One sequential sweep over all sites, in place (``buf``: a work array of ``SUB n^2``
-    floats). Returns a bool mask of failed rows. Sigma is kept by row groups (``_groups``):
-    row group [g0, g1) holds columns g0 on; the rest follows by symmetry."""
-    n = Sigma.shape[1]
-    bad = np.zeros(len(Sigma), bool)
-    for j0 in range(0, n, block):
-        _block(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, j0, min(j0 + block, n), block, buf, bad)
+def _sweep(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, block, buf, start=0):
+    """One sequential sweep over the sites from ``start`` (a multiple of ``block``) on, in
+    place (``buf``: a work array of ``SUB n^2`` floats). Returns a bool mask of failed rows.
+    Sigma is kept by row groups (``_groups``): row group [g0, g1) holds columns g0 on; the
+    rest follows by symmetry.
+
+    Sigma is updated once per span of ``OUTER`` sites (blocks of ``block`` inside): a block's
+    columns ``G^T`` are gathered at the span's start and brought up to date with the span's
+    earlier blocks, ``G^T -= V[:, J]^T H`` (``V``: their G^T stacked, ``H``: their M G^T),
+    which is b x r x n work per block instead of an n x n pass over Sigma; the span then
+    changes Sigma by one product of inner dimension OUTER (``_update``). Sigma, tens of MB
+    per chunk, is read and written once per span instead of once per block."""
+    nb, n, _ = Sigma.shape
+    bad = np.zeros(nb, bool)
+    outer = max(block, OUTER // block * block)
+    spans = [(o0, min(o0 + outer, n)) for o0 in range(start, n, outer)]
+
+    def blocks(o0, o1):
+        return [(j0, min(j0 + block, o1)) for j0 in range(o0, o1, block)]
+
+    V, V_next, H = (np.empty((nb, outer, n)) for _ in range(3))
+    for t, (j0, j1) in enumerate(blocks(*spans[0])):
+        _gather(Sigma, j0, j1, block, out=V[:, t * block: t * block + j1 - j0])
+    for s, (o0, o1) in enumerate(spans):
+        for j0, j1 in blocks(o0, o1):
+            q0, q1, J = j0 - o0, j1 - o0, slice(j0, j1)
+            GT = V[:, q0:q1]
+            if q0:
+                for p0 in range(0, nb, SUB):
+                    P = slice(p0, min(p0 + SUB, nb))
+                    GT[P] -= np.matmul(V[P, :q0, J].transpose(0, 2, 1), H[P, :q0])
+            M, g = _site_block(GT[:, :, J].copy(), mu[:, J].copy(), tau, nu, ldB, Y, m,
+                               tau_floor, j0, bad)
+            for p0 in range(0, nb, SUB):  # as above: each part of G^T once, in cache
+                P = slice(p0, min(p0 + SUB, nb))
+                np.matmul(M[P], GT[P], out=H[P, q0:q1])
+                mu[P] += np.matmul(g[P, None, :], GT[P])[:, 0, :]
+        nxt = blocks(*spans[s + 1]) if s + 1 < len(spans) else None
+        _update(Sigma, V[:, : o1 - o0], H[:, : o1 - o0], block, buf, nxt, V_next)
+        V, V_next = V_next, V
     return bad
+
+
+def _gather(Sigma, j0, j1, block, out=None):
+    """``G^T = Sigma[:, :, J]^T`` for the sites ``J = j0..j1-1`` from the row-group storage:
+    rows J of Sigma from their row group's first column on, and before it the columns J of
+    the earlier row groups, transposed (Sigma is symmetric)."""
+    nb, n, _ = Sigma.shape
+    J = slice(j0, j1)
+    r0 = _group_start(j0, n, block)
+    GT = np.empty((nb, j1 - j0, n)) if out is None else out
+    GT[:, :, r0:] = Sigma[:, J, r0:]
+    if r0:
+        GT[:, :, :r0] = Sigma[:, :r0, J].transpose(0, 2, 1)
+    return GT
 
 
 def _first_sweep(K, Y, m, tau_floor, block, buf):
@@ -136,8 +199,14 @@ def _first_sweep(K, Y, m, tau_floor, block, buf):
     for j0 in range(0, n, block):
         j1 = min(j0 + block, n)
         keys = np.concatenate([grp[:, None], (Y[:, j0:j1] > 0)], axis=1)
-        _, first, grp = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-        grp = grp.ravel()
+        _, first, grp_next = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        if len(first) == nb:
+            # every row has a prefix of its own from here on: the rest is a plain sweep
+            if len(Sigma) != nb or np.any(grp != np.arange(nb)):
+                Sigma, mu, tau, nu, ldB, bad = (a[grp] for a in (Sigma, mu, tau, nu, ldB, bad))
+            bad |= _sweep(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, block, buf, start=j0)
+            return Sigma, mu, tau, nu, ldB, bad
+        grp = grp_next.ravel()
         parent = keys[first, 0]
         if len(parent) != len(Sigma) or np.any(parent != np.arange(len(parent))):
             Sigma, mu, tau, nu, ldB, bad = (a[parent] for a in (Sigma, mu, tau, nu, ldB, bad))
@@ -147,25 +216,17 @@ def _first_sweep(K, Y, m, tau_floor, block, buf):
     return Sigma, mu, tau, nu, ldB, bad
 
 
-def _block(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, j0, j1, block, buf, bad):
-    """Sites ``j0..j1-1`` of a sequential sweep, in place; failed rows are or-ed into ``bad``."""
-    nb, n, _ = Sigma.shape
-    J = slice(j0, j1)
-    b = j1 - j0
-    # G^T with G = Sigma[:, J] (Sigma is symmetric): rows J of Sigma from their row group's
-    # first column on, and before it the columns J of the earlier row groups, transposed
-    r0 = _group_start(j0, n, block)
-    GT = np.empty((nb, b, n))
-    GT[:, :, r0:] = Sigma[:, J, r0:]
-    if r0:
-        GT[:, :, :r0] = Sigma[:, :r0, J].transpose(0, 2, 1)
-    PT = GT[:, :, J].copy()  # Sigma[J, J]; row k is Sigma[j_k, J]
+def _site_block(PT, muJ0, tau, nu, ldB, Y, m, tau_floor, j0, bad):
+    """The sites ``j0..j0+b-1`` of a sweep given ``PT`` (rows: ``Sigma[j_k, J]``) and
+    ``muJ0 = mu[J]`` at the block's start; updates ``tau``, ``nu``, ``ldB`` and ``bad`` in
+    place and returns ``(M, g)``: the block changes Sigma by ``-G M G^T`` and mu by ``G g``
+    with ``G = Sigma[:, J]`` at its start."""
+    nb, b, _ = PT.shape
     # M = sum_k c_k a_k a_k^T is kept as its factors: AT (rows a_k) and cs (c_k), so that a
     # site costs two (k x b) products instead of a b x b outer-product update
     AT = np.zeros((nb, b, b))
     cs = np.zeros((nb, b))
     g = np.zeros((nb, b))
-    muJ0 = mu[:, J].copy()
     for k in range(b):
         i = j0 + k
         # the current column Sigma[:, i] is G a with a = e_k - M P[:, k]; on J it is P a
@@ -197,23 +258,43 @@ def _block(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, j0, j1, block, buf, bad):
         cs[:, k] = c
         g += coef[:, None] * a
     M = np.matmul(AT.transpose(0, 2, 1) * cs[:, None, :], AT)
-    # Sigma <- Sigma - G M G^T, mu <- mu + G g: the block's b updates at once. By row groups
-    # (each kept from its first column on: the update is symmetric, the lower part would
-    # repeat it) and by SUB rows of the batch at a time, so that each product is subtracted
-    # while it is in cache: a product over the whole chunk (30 MB at n = 128) went to memory
-    # and came back for the subtraction, the sweep's main cost.
-    H = np.matmul(M, GT)
-    GTt = GT.transpose(0, 2, 1)
+    return M, g
+
+
+def _block(Sigma, mu, tau, nu, ldB, Y, m, tau_floor, j0, j1, block, buf, bad):
+    """Sites ``j0..j1-1`` of a sequential sweep, in place; failed rows are or-ed into ``bad``
+    (the first sweep's step; later sweeps apply several blocks at once, ``_sweep``)."""
+    nb, n, _ = Sigma.shape
+    J = slice(j0, j1)
+    GT = _gather(Sigma, j0, j1, block)
+    M, g = _site_block(GT[:, :, J].copy(), mu[:, J].copy(), tau, nu, ldB, Y, m, tau_floor, j0,
+                       bad)
+    # Sigma <- Sigma - G M G^T, mu <- mu + G g: the block's b updates at once (``_update``)
+    _update(Sigma, GT, np.matmul(M, GT), block, buf)
+    mu += np.matmul(g[:, None, :], GT)[:, 0, :]
+
+
+def _update(Sigma, V, H, block, buf, nxt=None, V_next=None):
+    """``Sigma <- Sigma - V^T H`` (``V``, ``H``: (nb, r, n) stacked over r rows, the update of
+    one or more blocks), by row groups (each kept from its first column on: the update is
+    symmetric, the lower part would repeat it) and by SUB rows of the batch at a time, so that
+    each product is subtracted while it is in cache: a product over the whole chunk (30 MB at
+    n = 128) went to memory and came back for the subtraction. With ``nxt`` (a list of
+    blocks ``(j0, j1)``), their rows of the updated Sigma are gathered into ``V_next`` (rows
+    ``0, b, ...``) right after each part's update, while it is in cache."""
+    nb, n, _ = Sigma.shape
+    r = V.shape[1]
+    Vt = V.transpose(0, 2, 1)
     groups = _groups(n, block)
     for p0 in range(0, nb, SUB):
         P = slice(p0, min(p0 + SUB, nb))
         for g0, g1 in groups:
             out = buf[: (P.stop - p0) * (g1 - g0) * (n - g0)].reshape(P.stop - p0, g1 - g0,
                                                                      n - g0)
-            np.matmul(GTt[P, g0:g1], H[P, :, g0:], out=out)
+            np.matmul(Vt[P, g0:g1, :r], H[P, :, g0:], out=out)
             Sigma[P, g0:g1, g0:] -= out
-    mu += np.matmul(g[:, None, :], GT)[:, 0, :]
-
+        for t0, (j0, j1) in enumerate(nxt or ()):
+            _gather(Sigma[P], j0, j1, block, out=V_next[P, t0 * block: t0 * block + j1 - j0])
 
 def ep_log_orthant_batch(K, signs, *, mean=None, tol: float = 1e-4, max_iter: int = 50,
                          block: int = BLOCK, chunk: int = CHUNK, threads: int | None = None,
@@ -379,7 +460,13 @@ def _run_chunk(K, Y, m, tol, max_iter, block):
         keep = ~done
         idx = idx[keep]
         if not keep.all():
-            Sigma, mu, tau, nu, ldB, Yc = (a[keep] for a in (Sigma, mu, tau, nu, ldB, Yc))
+            # Sigma (n^2 per row) is compacted in place: a fresh copy of tens of MB cost more
+            # than a sweep's work on the rows it drops
+            for dst, src in enumerate(np.flatnonzero(keep)):
+                if dst != src:
+                    Sigma[dst] = Sigma[src]
+            Sigma = Sigma[: len(idx)]
+            mu, tau, nu, ldB, Yc = (a[keep] for a in (mu, tau, nu, ldB, Yc))
     return out_lz, out_it, out_conv, out_ok
 
 
