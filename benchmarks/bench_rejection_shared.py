@@ -29,8 +29,6 @@ FLOOR = 2.0
 def main(argv=None) -> int:
     ap = timing_parser(__doc__)
     ap.add_argument("--single", default="t4", help="the one target of the baseline pass")
-    ap.add_argument("--no-gather", action="store_true",
-                    help="shared pass: always redraw a chunk for the tables of its fits")
     ap.add_argument("--samples", type=float, default=1e9, help="samples a target, projection")
     args = ap.parse_args(argv)
 
@@ -44,11 +42,8 @@ def main(argv=None) -> int:
     from bayes_sgd.samplers import (EvalLayout, make_chunk_fn, make_shared_chunk_fn,
                                     rejection_chunk_size, run_rejection_chunks,
                                     run_shared_rejection_chunks, stream_key)
-    from bayes_sgd.samplers import _rejection
     from bayes_sgd.tasks import build_task
 
-    if args.no_gather:
-        _rejection.SHARED_GATHER = False
     path = reproduce.config_path(reproduce.FIGURES["targets_n7"], "paper")
     names = list(reproduce.PAPER_TARGETS_N7)
     tasks = {}
@@ -65,8 +60,7 @@ def main(argv=None) -> int:
         "task": f"n=7, all 128 inputs, 7 targets, |S|=32 each, |union of S|={union}",
         "model": f"FCN 7-{'-'.join(map(str, model.widths))}-1, output_draws {k}, chunk {chunk}",
         "baseline": f"target {args.single} alone: make_chunk_fn + run_rejection_chunks",
-        "package": "make_shared_chunk_fn + run_shared_rejection_chunks"
-                   + (" (no gather)" if args.no_gather else ""),
+        "package": "make_shared_chunk_fn + run_shared_rejection_chunks",
         "timing": f"{args.rounds} rounds x {args.seconds:g} s per side, alternating, "
                   f"jax {jax.__version__} on {jax.devices()}",
     })
@@ -83,10 +77,11 @@ def main(argv=None) -> int:
     fn7.warm(devices)
     state = {"next": 0, "acc1": 0, "n1": 0, "acc7": [0] * len(names), "n7": 0}
 
-    def single(seconds):
+    def single(seconds, blocks=0):
         t = time.perf_counter()
         n = 0
-        while time.perf_counter() - t < seconds:
+        while time.perf_counter() - t < seconds or blocks > 0:
+            blocks -= 1
             c = state["next"]
             state["next"] += 8
             part = run_rejection_chunks(fn1, stream, range(c, c + 8), n_test=tasks[args.single].n_test, **kw)
@@ -95,10 +90,11 @@ def main(argv=None) -> int:
         state["n1"] += n
         return n, time.perf_counter() - t
 
-    def shared(seconds):
+    def shared(seconds, blocks=0):
         t = time.perf_counter()
         n = 0
-        while time.perf_counter() - t < seconds:
+        while time.perf_counter() - t < seconds or blocks > 0:
+            blocks -= 1
             c = state["next"]
             state["next"] += 8
             parts = run_shared_rejection_chunks(fn7, stream, range(c, c + 8), e_idx=e_idx, **kw)
@@ -107,11 +103,13 @@ def main(argv=None) -> int:
         state["n7"] += n
         return n, time.perf_counter() - t
 
-    # warm-up outside the timing: compile the table executables, let the shared pass switch
-    # to gathering (after 8 chunks) and compile that too
-    single(0.0)
-    shared(0.0)
-    shared(0.0)
+    # warm-up outside the timing: compile the E / table executables for the usual numbers of
+    # fits (and, with output_draws 1, the gathering one once its size has settled)
+    single(0.0, blocks=2)
+    sizes = [-1, -2]
+    while sizes[-1] != sizes[-2] or len(sizes) < 5:
+        shared(0.0, blocks=1)
+        sizes.append(fn7.gather_size)
     print(f"compile + warm-up: {time.perf_counter() - t0:.0f} s (gather size {fn7.gather_size})")
     rates = interleave({"single": single, "shared": shared}, rounds=args.rounds, seconds=args.seconds)
     r1, r7 = rates["single"], rates["shared"]

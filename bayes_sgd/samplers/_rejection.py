@@ -498,10 +498,13 @@ def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: 
 
 # ---- one pass over the prior for several training sets on the same inputs ----------------------
 
-# Networks whose whole truth table the shared S executable evaluates itself (``on_u_gather``),
-# once more than GATHER_IN_S_ABOVE of the chunks had a network that fits some target (with
-# several targets nearly every chunk has one); more fits than this in a chunk: the table
-# executable redraws the chunk, as ``RejectionChunkFn`` does for E.
+# As in ``RejectionChunkFn``: with independent draws (output_draws 1) the shared S executable
+# evaluates the whole tables of up to ``gather_size`` fitting networks itself
+# (``on_u_gather``) once more than GATHER_IN_S_ABOVE of the chunks had a fit (with several
+# targets nearly every chunk has one); with output_draws > 1 never: gathering forces the
+# chunk's parameters to memory, 50 vs 21 ms of CPU a chunk of 32,768 networks of the paper's
+# setting, while the table executable that redraws the chunk for its fits costs ~1 ms (XLA
+# generates only the parameters it reads).  Measured once, niced on the shared machine.
 SHARED_GATHER = True
 
 
@@ -637,8 +640,10 @@ class SharedRejectionChunkFn:
             return fits, idx, np.empty((0, self.n_bytes), np.uint8), None
         if packed is not None and len(idx) <= packed.shape[0]:
             return fits, idx, packed[:len(idx)], None
-        size = 1 << int(np.ceil(np.log2(len(idx))))
-        if (SHARED_GATHER and self.n_collected >= 8
+        # padded to a power of two >= 16: with several targets a chunk often has tens of fits,
+        # and each new size is one more compilation (~2 s)
+        size = max(16, 1 << int(np.ceil(np.log2(len(idx)))))
+        if (SHARED_GATHER and self.output_draws == 1 and self.n_collected >= 8
                 and self.n_with_fits > GATHER_IN_S_ABOVE * self.n_collected):
             self.gather_size = min(self.chunk_size, max(self.gather_size, 2 * size, 16))
         padded = np.pad(idx, (0, size - len(idx)), mode="edge")
@@ -649,8 +654,8 @@ class SharedRejectionChunkFn:
     def __call__(self, key):
         return self.collect(self.dispatch(key))
 
-    def warm(self, devices=None) -> None:
-        """Compile the chunk executable on ``devices`` (and the table one for 1, 2, 4 fits)."""
+    def warm(self, devices=None, fit_sizes=(16, 32, 64, 128)) -> None:
+        """Compile the chunk executable on ``devices``, and the table one for ``fit_sizes``."""
         key0 = jax.random.key(0)
         for d in list(devices or [None]):
             key = key0 if d is None else jax.device_put(key0, d)
@@ -659,7 +664,7 @@ class SharedRejectionChunkFn:
                     jax.block_until_ready(self._full(key, np.int32(-1)))
                     continue
                 jax.block_until_ready(self._on_u(key, np.int32(-1)))
-                for size in (1, 2, 4):
+                for size in fit_sizes:
                     jax.block_until_ready(self._on_all(key, np.int32(-1), np.zeros(size, np.int64)))
 
 
