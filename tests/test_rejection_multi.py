@@ -147,9 +147,9 @@ def _same_folders(shared_dir, alone_dir, names):
         assert sa == sb
 
 
-@pytest.mark.parametrize("extra", [(), ("samplers.rejection.record_prior=true",)],
-                         ids=["s_first", "prior"])
-def test_shared_pass_writes_each_runs_own_results(tmp_path, extra):
+@pytest.mark.slow  # the S-first path is the default test below, interrupted and resumed
+def test_shared_pass_with_the_prior_writes_each_runs_own_results(tmp_path):
+    extra = ("samplers.rejection.record_prior=true",)
     from bayes_sgd.experiment import run_experiment, run_shared_rejection
 
     cfgs = _run_cfgs(extra)
@@ -159,6 +159,16 @@ def test_shared_pass_writes_each_runs_own_results(tmp_path, extra):
         run_experiment(cfg, outs[n], show_progress=False)
         run_experiment(cfg, tmp_path / "alone" / n, show_progress=False)
     _same_folders(tmp_path / "shared", tmp_path / "alone", list(cfgs))
+    # the rate: every sample was drawn in a timed session (both of the shared pass), and the
+    # summary's rate is theirs, not all samples over the last session's time
+    import json
+
+    for n in cfgs:
+        ck = np.load(outs[n] / "checkpoints" / "rejection.npz")
+        assert int(ck["timed_samples"]) == int(ck["n_samples"]) == 40000
+        assert int(ck["shared_runs"]) == 3
+        rate = json.loads((outs[n] / "summary.json").read_text())["rejection"]["samples_per_s"]
+        assert rate == pytest.approx(40000 / float(ck["seconds"]), rel=1e-12)
 
 
 def test_interrupted_shared_pass_resumes_without_loss(tmp_path, monkeypatch):
@@ -190,3 +200,13 @@ def test_interrupted_shared_pass_resumes_without_loss(tmp_path, monkeypatch):
         run_experiment(cfg, outs[n], show_progress=False)
         run_experiment(cfg, tmp_path / "alone" / n, show_progress=False)
     _same_folders(tmp_path / "shared", tmp_path / "alone", list(cfgs))
+    # the rate: every sample was drawn in a timed session (both of the shared pass), and the
+    # summary's rate is theirs, not all samples over the last session's time
+    import json
+
+    for n in cfgs:
+        ck = np.load(outs[n] / "checkpoints" / "rejection.npz")
+        assert int(ck["timed_samples"]) == int(ck["n_samples"]) == 40000
+        assert int(ck["shared_runs"]) == 3
+        rate = json.loads((outs[n] / "summary.json").read_text())["rejection"]["samples_per_s"]
+        assert rate == pytest.approx(40000 / float(ck["seconds"]), rel=1e-12)
