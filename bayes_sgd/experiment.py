@@ -28,7 +28,7 @@ from .samplers import (RunContext, SamplerOutput, SGDTrainer, enabled_samplers,
 from .tasks import build_task
 
 __all__ = ["Interrupted", "ResultsFolderError", "checkpoint_seconds", "prepare_results_folder",
-           "run_experiment", "sgd_trainer_and_run_kwargs"]
+           "run_experiment", "run_shared_rejection", "sgd_trainer_and_run_kwargs"]
 
 _ = SGDTrainer  # re-exported: tests patch SGDTrainer.run through this module
 
@@ -63,6 +63,69 @@ def run_experiment(cfg: Config, out: str | Path, *, show_progress: bool = True,
             with ctx.interrupts.critical(raise_pending=False):
                 _write_results(folder, ctx, df, summary, fig)
     return summary
+
+
+def run_shared_rejection(cfgs: dict[str, Config], outs: dict[str, Path], *,
+                         show_progress: bool = True) -> list[list[str]]:
+    """The rejection sampling of several runs in one pass over the prior where their configs
+    differ only in the target and S (``RejectionSampler.share_key``): each run's folder gets
+    the rejection checkpoint its own ``run_experiment`` would have written, every chunk done,
+    and ``run_experiment`` then resumes from it (the other samplers, the analysis and the
+    result files as always).  Runs whose checkpoint holds chunks of another size, and runs
+    whose rejection is done, keep their own path.  Interrupted: every run's checkpoint holds
+    what was counted, and rerunning resumes.  Returns the groups (run names) that shared a
+    pass.  The folders are prepared, locked and their manifests set running as by
+    ``run_experiment``."""
+    from contextlib import ExitStack
+
+    from .samplers import REGISTRY, RejectionResult
+
+    sampler = REGISTRY["rejection"]
+    groups: dict[str, list[str]] = {}
+    for name, cfg in cfgs.items():
+        key = sampler.share_key(cfg)
+        if key is not None:
+            groups.setdefault(key, []).append(name)
+    shared = []
+    for names in (g for g in groups.values() if len(g) > 1):
+        tasks = {n: build_task(cfgs[n].task) for n in names}
+        model = build_model(cfgs[names[0]].model, tasks[names[0]].input_shape)
+        interrupts = Interrupts()
+        with ExitStack() as stack:
+            ctxs, states = {}, {}
+            for n in names:
+                prepare_results_folder(outs[n], cfgs[n])
+                stack.enter_context(folder_lock(outs[n]))
+                ctxs[n] = RunContext(cfgs[n], tasks[n], model, Path(outs[n]), interrupts,
+                                     show=show_progress)
+                states[n] = sampler.load(ctxs[n])
+            # one chunk size (chunks are the unit of the random streams): a checkpoint's if one
+            # holds chunks, else the first run's; a fresh state of the automatic size follows it
+            held = [st.chunk_size for st in states.values() if st.chunks_done]
+            chunk = held[0] if held else states[names[0]].chunk_size
+            for n in names:
+                st, rc = states[n], cfgs[n].samplers.rejection
+                if not st.chunks_done and st.chunk_size != chunk and not rc.chunk_size:
+                    states[n] = RejectionResult(st.posterior, st.prior, chunk_size=chunk,
+                                                output_draws=st.output_draws)
+            n_chunks = -(-cfgs[names[0]].samplers.rejection.n_samples // chunk)
+            todo = [n for n in names if states[n].chunk_size == chunk
+                    and len(states[n].chunks_done) < n_chunks]
+            if len(todo) < 2:
+                continue
+            import jax
+
+            devices = [str(d) for d in jax.devices()]
+            for n in todo:
+                ResultsFolder(outs[n], cfgs[n]).begin(devices)
+            with interrupts:
+                try:
+                    sampler.run_shared([ctxs[n] for n in todo], [states[n] for n in todo])
+                except Interrupted as e:
+                    raise Interrupted(f"{e}: {_checkpoint_note(ctxs[todo[0]])} (and in the "
+                                      f"folders of {', '.join(todo[1:])})") from None
+            shared.append(todo)
+    return shared
 
 
 def _checkpoint_note(ctx: RunContext) -> str:

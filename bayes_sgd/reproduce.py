@@ -455,7 +455,7 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
         return _err(f"--only: expected run names of {figure} at {scale} scale ({', '.join(cfgs)}), "
                     f"got {', '.join(unknown)}")
     folder = Path(out) / figure
-    from .experiment import Interrupted, run_experiment
+    from .experiment import Interrupted, run_experiment, run_shared_rejection
     from .results_folder import ResultsFolderError, is_complete, prepare_results_folder
     from .tasks import build_task
 
@@ -468,6 +468,25 @@ def reproduce(figure: str, *, scale: str = "quick", out: str | Path = "results",
             build_task(cfg.task)
         except (FileNotFoundError, ValueError, OSError) as e:
             return _err(f"{figure}/{name}: {e}")
+    # Runs that differ only in the target and S (the paper's seven targets) draw the same
+    # networks: their rejection sampling is one pass over the prior, written into each run's
+    # checkpoint; each run below then resumes from it (experiment.run_shared_rejection).
+    todo = {n: c for n, c in cfgs.items() if not is_complete(folder / n, c)}
+    try:
+        for names in run_shared_rejection(todo, {n: folder / n for n in todo},
+                                          show_progress=not quiet):
+            if not quiet:
+                print(f"{figure}: rejection sampled in one pass for {', '.join(names)}",
+                      flush=True)
+    except ResultsFolderError as e:
+        return _err(f"{figure}: {e} (a --scale paper run needs another --out than the quick "
+                    "run's)")
+    except (ValueError, FileNotFoundError) as e:
+        return _err(f"{figure}: {e}")
+    except Interrupted as e:
+        print(f"bayes-sgd reproduce: interrupted in the shared rejection pass of {figure} ({e})",
+              file=sys.stderr)
+        return 130
     folders = {}
     for name, cfg in cfgs.items():
         run_dir = folder / name

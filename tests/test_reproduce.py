@@ -395,6 +395,10 @@ def test_only_runs_the_named_runs_and_draws_the_complete_ones(tmp_path, capsys, 
     summ = json.loads((fig / names[0] / "summary.json").read_text())
     assert summ["rejection"]["n_samples"] == 20000 and "sgd" not in summ
     assert main([*args, "--only", ",".join(names[1:3])]) == 0
+    # the two targets differ only in the target: one rejection pass (tests/test_rejection_multi)
+    for n, shared in ((names[0], None), (names[1], 2), (names[2], 2)):
+        summ = json.loads((fig / n / "summary.json").read_text())["rejection"]
+        assert summ.get("shared_pass_runs") == shared and summ["n_samples"] == 20000
     report = json.loads((fig / "targets_n7.json").read_text())
     assert drawn == [names[:1], names[:3]]
     assert list(report["runs"]) == names[:3] and report["missing_runs"] == names[3:]

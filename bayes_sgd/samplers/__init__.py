@@ -16,8 +16,9 @@ from ._nuts import NutsResult, sample_nuts
 from ._nuts_runner import NUTSSampler, nuts_frame, run_nuts
 from ._protocol import (REGISTRY, RunContext, Sampler, SamplerOutput, counting_names,
                         enabled_samplers, register, unregister)
-from ._rejection import (RejectionResult, default_chunk_size, make_chunk_fn,
-                         rejection_chunk_size, run_rejection_chunks)
+from ._rejection import (RejectionResult, SharedRejectionChunkFn, default_chunk_size,
+                         make_chunk_fn, make_shared_chunk_fn, rejection_chunk_size,
+                         run_rejection_chunks, run_shared_rejection_chunks)
 from ._rejection_runner import RejectionSampler
 from ._sgd import (SGDResult, SGDSettings, SGDTrainer, epoch_permutation, loss_fn,
                    make_optimizer, sgd_trainer_and_run_kwargs)
@@ -31,8 +32,9 @@ del _s
 __all__ = ["EvalLayout", "GPProblem", "GPSampler", "NUTSSampler", "NutsResult", "PRIOR_SAMPLER",
            "REGISTRY", "RejectionResult", "RejectionSampler", "RunContext", "SGDResult",
            "SGDSampler", "SGDSettings", "SGDTrainer", "Sampler", "SamplerOutput", "Scores",
-           "candidate_functions", "compare_modes", "counting_names", "default_chunk_size",
-           "enabled_samplers", "epoch_permutation", "gp_kernel", "loss_fn", "make_chunk_fn",
-           "make_optimizer", "nuts_frame", "pack_bits_jax", "prior_vs_sampling", "register",
-           "rejection_chunk_size", "run_gp", "run_nuts", "run_rejection_chunks", "runs_frame",
+           "SharedRejectionChunkFn", "candidate_functions", "compare_modes", "counting_names",
+           "default_chunk_size", "enabled_samplers", "epoch_permutation", "gp_kernel", "loss_fn",
+           "make_chunk_fn", "make_optimizer", "make_shared_chunk_fn", "nuts_frame",
+           "pack_bits_jax", "prior_vs_sampling", "register", "rejection_chunk_size", "run_gp",
+           "run_nuts", "run_rejection_chunks", "run_shared_rejection_chunks", "runs_frame",
            "sample_nuts", "sgd_trainer_and_run_kwargs", "stream_key", "unregister"]

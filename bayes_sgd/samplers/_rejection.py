@@ -33,6 +33,12 @@ class RejectionResult:
     n_groups: int = 0
     sum_accepted_sq: int = 0
     output_draws: int = 1
+    # wall seconds of sampling over every session, and the samples drawn in them (a checkpoint
+    # from before these were kept counts its samples as untimed); runs whose pass was shared
+    # (``run_shared_rejection_chunks``): each is charged the pass's whole time
+    seconds: float = 0.0
+    timed_samples: int = 0
+    shared_runs: int = 1
 
     def merge(self, other: "RejectionResult") -> None:
         self.posterior.merge(other.posterior)
@@ -43,6 +49,12 @@ class RejectionResult:
         self.n_groups += other.n_groups
         self.sum_accepted_sq += other.sum_accepted_sq
         self.chunks_done |= other.chunks_done
+        self.seconds += other.seconds
+        self.timed_samples += other.timed_samples
+
+    def samples_per_s(self) -> float | None:
+        """Prior draws per second of the timed sessions (None if none was timed)."""
+        return self.timed_samples / self.seconds if self.timed_samples and self.seconds > 0 else None
 
     def effective_sample_sizes(self) -> dict:
         """ESS of the draws when ``output_draws`` K networks share each hidden-layer draw.
@@ -482,3 +494,220 @@ def run_rejection_chunks(chunk_fn, stream: jax.Array, chunk_ids, *, chunk_size: 
         if progress is not None:
             progress(n_valid, int(fits.sum()))
     return res
+
+
+# ---- one pass over the prior for several training sets on the same inputs ----------------------
+
+# As in ``RejectionChunkFn``: with independent draws (output_draws 1) the shared S executable
+# evaluates the whole tables of up to ``gather_size`` fitting networks itself
+# (``on_u_gather``) once more than GATHER_IN_S_ABOVE of the chunks had a fit (with several
+# targets nearly every chunk has one); with output_draws > 1 never: gathering forces the
+# chunk's parameters to memory, 50 vs 21 ms of CPU a chunk of 32,768 networks of the paper's
+# setting, while the table executable that redraws the chunk for its fits costs ~1 ms (XLA
+# generates only the parameters it reads).  Measured once, niced on the shared machine.
+SHARED_GATHER = True
+
+
+def _pack_words(bits):
+    """(n, k) bool -> (n, ceil(k / 32)) uint32; bit j of word w is column 32 w + j."""
+    n, k = bits.shape
+    b = jnp.pad(bits.astype(jnp.uint32), ((0, 0), (0, (-k) % 32))).reshape(n, -1, 32)
+    return jnp.sum(b << jnp.arange(32, dtype=jnp.uint32), axis=-1, dtype=jnp.uint32)
+
+
+def make_shared_chunk_fn(model, x: np.ndarray, train_sets, chunk_size: int, record_prior: bool,
+                         output_draws: int = 1) -> "SharedRejectionChunkFn":
+    """``SharedRejectionChunkFn(...)``: one chunk of prior draws tested against every
+    ``(s_idx, y_train)`` of ``train_sets`` (rows of ``x``, the inputs all targets share)."""
+    return SharedRejectionChunkFn(model, x, train_sets, chunk_size, record_prior, output_draws)
+
+
+class SharedRejectionChunkFn:
+    """One chunk of ``chunk_size`` prior draws for T targets that share the model, the prior
+    and the inputs ``x`` and differ only in their training set S_t and its labels y_t.
+
+    The chunk is drawn exactly as ``RejectionChunkFn``'s (``fold_in(stream, c)``, the same
+    parameters), evaluated once on the union U of the S_t, and network i fits target t iff its
+    signs on S_t equal y_t (U's bits packed into 32-bit words: T word comparisons a network).
+    The whole truth table on ``x`` is then evaluated for the networks that fit some target
+    (inside the same executable for up to ``gather_size`` of them once fits are common, else
+    by a second executable that redraws the chunk), from which each target takes its E.
+    With ``record_prior`` every network's table is evaluated and returned.
+
+    ``collect(dispatch(key, device, c)) -> (fits (T, n), idx, tables, packed_all)``: ``idx``
+    the networks that fit at least one target (ascending), ``tables`` their packed tables
+    (``np.packbits`` of the signs on ``x``), ``packed_all`` every network's (record_prior)
+    or None.
+    """
+
+    def __init__(self, model, x: np.ndarray, train_sets, chunk_size: int, record_prior: bool,
+                 output_draws: int = 1):
+        self.model, self.chunk_size, self.record_prior = model, chunk_size, record_prior
+        self.output_draws = k_out = int(output_draws)
+        if k_out > 1 and (record_prior or chunk_size % k_out or not hasattr(model, "layer_sizes")):
+            raise ValueError("output_draws: expected 1 with record_prior, a CNN, or a "
+                             "chunk_size that it does not divide")
+        x = np.asarray(x, np.float32)
+        self.n_inputs, self.n_bytes = len(x), (len(x) + 7) // 8
+        self.n_targets = len(train_sets)
+        union = np.unique(np.concatenate([np.asarray(s, np.int64) for s, _ in train_sets]))
+        words = -(-len(union) // 32)
+        masks = np.zeros((self.n_targets, words), np.uint32)
+        values = np.zeros_like(masks)
+        for t, (s_idx, y) in enumerate(train_sets):
+            pos = np.searchsorted(union, np.asarray(s_idx, np.int64))
+            for p, label in zip(pos, np.asarray(y, bool)):
+                masks[t, p // 32] |= np.uint32(1 << (p % 32))
+                if label:
+                    values[t, p // 32] |= np.uint32(1 << (p % 32))
+        self.union = union
+        self.n_collected = self.n_with_fits = self.gather_size = 0
+        self._compile(x, union, masks, values)
+
+    def _compile(self, x, union, masks, values) -> None:
+        model, chunk_size, k_out = self.model, self.chunk_size, self.output_draws
+        x_u = x[union]
+        if k_out > 1:
+            draw_shared, outputs_shared = _shared_hidden(model, k_out, chunk_size)
+
+        def chunk_key(key, c):
+            return jax.lax.cond(c >= 0, lambda: jax.random.fold_in(key, c), lambda: key)
+
+        def draw(key, c):
+            if k_out > 1:
+                return draw_shared(chunk_key(key, c))
+            return model.init(key=chunk_key(key, c), n=chunk_size)
+
+        def outputs(params, xs):  # (chunk, len(xs))
+            if k_out > 1:
+                return outputs_shared(*params, xs).reshape(chunk_size, -1)
+            return _forward(model, params, xs, chunk_size)
+
+        def sub_outputs(params, idx, xs):  # (len(idx), len(xs)): networks idx of the chunk
+            if k_out > 1:
+                hidden, w, b = params
+                g, j = idx // k_out, idx % k_out
+                sub = jax.tree_util.tree_map(lambda a: a[g], hidden)
+                return outputs_shared(sub, w[g, j][:, None, :], b[g, j][:, None], xs)[:, 0]
+            sub = jax.tree_util.tree_map(lambda a: a[idx], params)
+            return model.apply_batched(sub, xs)
+
+        def fits_of(bits_u):  # (n, |U|) -> (T, n)
+            w = _pack_words(bits_u)
+            return jnp.all((w[None] & masks[:, None]) == values[:, None], axis=-1)
+
+        def full(key, c):
+            bits = outputs(draw(key, c), x) > 0
+            return fits_of(bits[:, union]), pack_bits_jax(bits)
+
+        def on_u(key, c):
+            return fits_of(outputs(draw(key, c), x_u) > 0)
+
+        def on_u_gather(key, c, k_max):
+            params = draw(key, c)
+            fits = fits_of(outputs(params, x_u) > 0)
+            idx = jnp.nonzero(jnp.any(fits, axis=0), size=k_max, fill_value=0)[0]
+            return fits, pack_bits_jax(sub_outputs(params, idx, x) > 0)
+
+        def on_all(key, c, idx):
+            return pack_bits_jax(sub_outputs(draw(key, c), idx, x) > 0)
+
+        self._full, self._on_u, self._on_all = jax.jit(full), jax.jit(on_u), jax.jit(on_all)
+        self._on_u_gather = jax.jit(on_u_gather, static_argnums=2)
+
+    def dispatch(self, key, device=None, c: int = -1):
+        """Queue chunk ``fold_in(key, c)`` (``c >= 0``) or ``key`` itself (``c < 0``)."""
+        c = np.int32(c)
+        if device is not None:
+            key = jax.device_put(key, device)
+        with unrolled_threefry():
+            if self.record_prior:
+                return key, c, self._full(key, c)
+            if self.gather_size:
+                return key, c, self._on_u_gather(key, c, self.gather_size)
+            return key, c, (self._on_u(key, c), None)
+
+    def collect(self, handle):
+        """Wait for a dispatched chunk: ``(fits (T, n), idx, tables, packed_all)``."""
+        key, c, out = handle
+        fits, packed = np.asarray(out[0]), None if out[1] is None else np.asarray(out[1])
+        idx = np.flatnonzero(fits.any(axis=0))
+        if self.record_prior:
+            return fits, idx, packed[idx], packed
+        self.n_collected += 1
+        self.n_with_fits += len(idx) > 0
+        if not len(idx):
+            return fits, idx, np.empty((0, self.n_bytes), np.uint8), None
+        if packed is not None and len(idx) <= packed.shape[0]:
+            return fits, idx, packed[:len(idx)], None
+        # padded to a power of two >= 16: with several targets a chunk often has tens of fits,
+        # and each new size is one more compilation (~2 s)
+        size = max(16, 1 << int(np.ceil(np.log2(len(idx)))))
+        if (SHARED_GATHER and self.output_draws == 1 and self.n_collected >= 8
+                and self.n_with_fits > GATHER_IN_S_ABOVE * self.n_collected):
+            self.gather_size = min(self.chunk_size, max(self.gather_size, 2 * size, 16))
+        padded = np.pad(idx, (0, size - len(idx)), mode="edge")
+        with unrolled_threefry():
+            tables = np.asarray(self._on_all(key, c, padded))
+        return fits, idx, tables[:len(idx)], None
+
+    def __call__(self, key):
+        return self.collect(self.dispatch(key))
+
+    def warm(self, devices=None, fit_sizes=(16, 32, 64, 128)) -> None:
+        """Compile the chunk executable on ``devices``, and the table one for ``fit_sizes``."""
+        key0 = jax.random.key(0)
+        for d in list(devices or [None]):
+            key = key0 if d is None else jax.device_put(key0, d)
+            with unrolled_threefry():
+                if self.record_prior:
+                    jax.block_until_ready(self._full(key, np.int32(-1)))
+                    continue
+                jax.block_until_ready(self._on_u(key, np.int32(-1)))
+                for size in fit_sizes:
+                    jax.block_until_ready(self._on_all(key, np.int32(-1), np.zeros(size, np.int64)))
+
+
+def run_shared_rejection_chunks(chunk_fn: SharedRejectionChunkFn, stream: jax.Array, chunk_ids,
+                                *, chunk_size: int, n_samples: int, e_idx, n_table: int | None,
+                                skip=None, progress=None, devices=None) -> list[RejectionResult]:
+    """``run_rejection_chunks`` for the T targets of ``chunk_fn``: one ``RejectionResult`` per
+    target, each equal to what ``run_rejection_chunks`` gives for that target alone on the
+    same chunks (same keys, same networks).  ``e_idx[t]``: target t's E (rows of the shared
+    inputs); ``skip[t]``: chunks target t already has (left out of its result only)."""
+    k = chunk_fn.output_draws
+    results = [RejectionResult(FunctionCounter(len(e)),
+                               FunctionCounter(n_table) if n_table else None,
+                               chunk_size=chunk_size, output_draws=k) for e in e_idx]
+    chunk_ids = [int(c) for c in chunk_ids]
+    devs = list(devices) if devices else [None]
+    handles = [chunk_fn.dispatch(stream, devs[c % len(devs)], c) for c in chunk_ids]
+    for c, h in zip(chunk_ids, handles):
+        fits, idx, tables, packed_all = chunk_fn.collect(h)
+        n_valid = min(chunk_size, n_samples - c * chunk_size)
+        fits = fits[:, :n_valid]
+        keep = idx < n_valid  # partial last chunk: its first n_valid networks
+        idx, tables = idx[keep], tables[keep]
+        bits = np.unpackbits(tables, axis=1, count=chunk_fn.n_inputs).astype(bool)
+        prior = None
+        for t, res in enumerate(results):
+            if skip is not None and c in skip[t]:
+                continue
+            f = fits[t]
+            rows = bits[f[idx]]
+            res.posterior.add_packed(np.packbits(rows[:, e_idx[t]], axis=1), half=c % 2)
+            if res.prior is not None:
+                if prior is None:  # the same tables for every target: counted once
+                    prior = FunctionCounter(n_table)
+                    prior.add_packed(np.asarray(packed_all)[:n_valid], half=c % 2)
+                res.prior.merge(prior)
+            n_acc = int(f.sum())
+            res.n_samples += n_valid
+            res.n_accepted += n_acc
+            per_group = np.add.reduceat(f.astype(np.int64), np.arange(0, n_valid, k))
+            res.n_groups += len(per_group)
+            res.sum_accepted_sq += int((per_group ** 2).sum())
+            res.chunks_done.add(c)
+        if progress is not None:
+            progress(n_valid, [int(f.sum()) for f in fits])
+    return results
