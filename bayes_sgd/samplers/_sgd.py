@@ -256,8 +256,12 @@ class SGDTrainer:
     """Vmapped training slots for one (model, task, settings)."""
 
     def __init__(self, model, task, settings: SGDSettings, *, stream: jax.Array,
-                 slot_layout: str | None = None):
+                 slot_layout: str | None = None, train_apply: bool = True):
         self.model, self.s = model, settings
+        # the model's ``train_apply`` (same outputs, a backward pass tuned for small minibatches,
+        # FCNs) in the training step; False: ``apply`` (the benchmark's baseline)
+        self._train_apply = (model.train_apply if train_apply and hasattr(model, "train_apply")
+                             else model.apply)
         self.stream = stream
         self.x_s = jnp.asarray(task.x_train)
         self.y_s = jnp.asarray(task.y_train, jnp.float32)
@@ -338,8 +342,10 @@ class SGDTrainer:
         noise_scale = float(np.sqrt(2 * s.lr * s.sgld_temperature))
         scan = self.slot_layout == "scan"
 
+        apply = self._train_apply
+
         def batch_loss(params, xb, yb, wb):
-            out = model.apply(params, xb)
+            out = apply(params, xb)
             return jnp.sum(wb * loss(out, yb)) / jnp.sum(wb)
 
         grad = jax.value_and_grad(batch_loss)
