@@ -195,6 +195,8 @@ def compare_grad(args) -> int:
     print(f"records identical for {same}/{args.runs} runs; function counts identical: {co == cn} "
           f"({len(co)} vs {len(cn)} functions; top 8 old {[co[f] for f in top]}, new "
           f"{[cn.get(f, 0) for f in top]})")
+    print(f"ratio per round: {', '.join(f'{r:.2f}x' for r in ratios)}; median "
+          f"{np.median(ratios):.2f}x")
     ok = verdict("train_apply vs apply", float(np.median(ratios)), GRAD_FLOOR)
     if os.environ.get("BENCH_CPU"):
         print(f"(load average now {os.getloadavg()[0]:.1f})")
