@@ -23,6 +23,11 @@ evaluates S in chunks of ``FIT_CHUNK`` rows when |S| is larger, so activation me
 grow with |S| (images: a CNN's feature maps on |S| = 10,000 would otherwise need GBs per
 slot).
 
+The training step differentiates the model's ``train_apply`` where it has one (``FCN``: the
+outputs of ``apply`` bit for bit, the weight gradients of small layers as unrolled sums of
+per-row outer products, which XLA:CPU runs ~6x faster than a batched GEMM with contraction
+length = the minibatch); the fit check and the functions on E use ``apply``.
+
 SGLD (``sgld_temperature`` T > 0) adds N(0, 2 lr T) noise to every parameter after each
 optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibatch mean loss.
 """
