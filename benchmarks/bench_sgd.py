@@ -13,6 +13,15 @@ baseline is ``_baselines.torch_sgd_loop`` (torch, one network at a time), time-b
 ``--torch-runs`` runs, run before and after the package so that both halves see the same
 machine load.  Checks: the ratio of runs/s against the floor of 100x, and that 10^5 runs would
 finish within 30 minutes (runs/s x 1800 >= 10^5).
+
+``--compare-grad [--runs 2000] [--rounds 2]``: the paper setting instead (``paper_targets_n7``,
+target 4, lr 0.01, the runner's choices for 10^5 runs: 32 slots per device, one executable per
+device), the training step with the FCN's ``train_apply`` (weight gradients as unrolled sums of
+per-row outer products) against ``apply`` (XLA's batched dot, the code before), both over the
+same run ids in the same process, in the order old-new-new-old per round.  Prints each side's
+runs/s and their ratio per round (floor 1.5x), and how many of the runs' records (fit epoch,
+epochs, fitted) and whether the function counts are identical (the two gradients differ by
+float rounding, ~1 ulp).
 """
 from __future__ import annotations
 
@@ -30,6 +39,7 @@ from _baselines import (QUICK_CONFIG, banner, check_jax_platform, select_jax_pla
                         torch_device, torch_sgd_loop, verdict)
 
 FLOOR = 100.0
+PAPER_CONFIG = str(Path(__file__).resolve().parent.parent / "experiments" / "paper_targets_n7.toml")
 TARGET_RUNS, TARGET_SECONDS = 100_000, 1800.0
 
 
@@ -43,7 +53,12 @@ def main(argv=None) -> int:
     ap.add_argument("--max-epochs", type=int, default=2000)
     ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                     help="JAX backend and torch device (gpu: CUDA; fails if none)")
+    ap.add_argument("--compare-grad", action="store_true",
+                    help="paper setting: train_apply vs apply in the training step (no torch)")
+    ap.add_argument("--rounds", type=int, default=2, help="--compare-grad rounds")
     args = ap.parse_args(argv)
+    if args.compare_grad:
+        return compare_grad(args)
     try:
         device = torch_device(args.device)
     except ImportError:
@@ -124,6 +139,68 @@ def main(argv=None) -> int:
     if os.environ.get("BENCH_CPU"):
         print(f"(load average now {os.getloadavg()[0]:.1f})")
     return 0 if ok and ok_time else 1
+
+
+GRAD_FLOOR = 1.5
+
+
+def compare_grad(args) -> int:
+    """``--compare-grad``: see the module docstring."""
+    select_jax_platform(args.device)
+    check_jax_platform(args.device)
+    import jax
+
+    from bayes_sgd.config import load_config
+    from bayes_sgd.models import build_model
+    from bayes_sgd.samplers import SGDTrainer, sgd_trainer_and_run_kwargs
+    from bayes_sgd.tasks import build_task
+
+    # the runner's choices for a 10^5-run job (slots, cadence, per-device executables)
+    cfg = load_config(PAPER_CONFIG, ["samplers.sgd.n_runs=100000"])
+    task = build_task(cfg.task)
+    model = build_model(cfg.model, task.input_shape)
+    new, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model)
+    old = SGDTrainer(model, task, new.s, stream=new.stream, train_apply=False)
+    old.P = new.P
+    sc = cfg.samplers.sgd
+    banner("SGD training step: train_apply vs apply, paper setting", {
+        "task": f"n={cfg.task.n}, paper target 4, |S|={task.m}, |E|={task.n_test}",
+        "model": f"FCN {model.in_dim}-{'-'.join(map(str, model.widths))}-1 {model.activation}",
+        "training": f"{sc.optimizer} lr={sc.lr}, batch {sc.batch_size}, {sc.loss}, "
+                    f"max_epochs {sc.max_epochs}",
+        "runs": f"{args.runs} run ids x {args.rounds} rounds (old-new-new-old), {new.P} slots per "
+                f"device, {len(run_kw['devices'] or [None])} devices, spmd={run_kw['spmd']}, "
+                f"jax {jax.__version__}",
+    })
+    for tr in (old, new):  # compile (other run ids)
+        t0 = time.perf_counter()
+        tr.run(range(10**9, 10**9 + 2 * tr.P + 2), **run_kw)
+        print(f"compile + warm-up ({'new' if tr is new else 'old'}): "
+              f"{time.perf_counter() - t0:.1f} s")
+    ids = range(args.runs)
+    ratios, res = [], {}
+    for r in range(args.rounds):
+        secs = {}
+        for name, tr in (("old", old), ("new", new), ("new", new), ("old", old)):
+            t0 = time.perf_counter()
+            res[name] = tr.run(ids, **run_kw)
+            secs[name] = secs.get(name, 0.0) + time.perf_counter() - t0
+        ratios.append(secs["old"] / secs["new"])
+        print(f"round {r + 1}: old {2 * args.runs / secs['old']:.1f} runs/s, new "
+              f"{2 * args.runs / secs['new']:.1f} runs/s, ratio {ratios[-1]:.2f}x")
+    ro, rn = res["old"], res["new"]
+    same = sum(ro.records[i] == rn.records[i] for i in ids)
+    co, cn = ro.counter.to_dict(), rn.counter.to_dict()
+    top = sorted(co, key=lambda f: -co[f])[:8]
+    print(f"records identical for {same}/{args.runs} runs; function counts identical: {co == cn} "
+          f"({len(co)} vs {len(cn)} functions; top 8 old {[co[f] for f in top]}, new "
+          f"{[cn.get(f, 0) for f in top]})")
+    print(f"ratio per round: {', '.join(f'{r:.2f}x' for r in ratios)}; median "
+          f"{np.median(ratios):.2f}x")
+    ok = verdict("train_apply vs apply", float(np.median(ratios)), GRAD_FLOOR)
+    if os.environ.get("BENCH_CPU"):
+        print(f"(load average now {os.getloadavg()[0]:.1f})")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -127,3 +127,52 @@ def test_one_hidden_layer_relu_output_variance(d, width, sigma_w, sigma_b):
         se = np.sqrt(((c**4).mean() - s2**2) / N)
         assert abs(s2 - v) <= 5 * se + 1e-12, (j, s2, v, se)  # x = 0, sigma_b = 0: exactly 0
         assert abs(out[:, j].mean()) <= 5 * np.sqrt(v / N)  # zero-mean prior
+
+
+# ---- train_apply: apply's outputs, a backward pass for small minibatches ----------------------
+
+def _np_grad(params, x, c, act):
+    """Float64 backprop of L = sum_k c_k f(x_k) through the FCN (independent of JAX)."""
+    from scipy.special import erf
+    phi, dphi = {
+        "relu": (lambda z: np.maximum(z, 0), lambda z: (z > 0).astype(float)),
+        "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+        "erf": (erf, lambda z: 2 / np.sqrt(np.pi) * np.exp(-z ** 2)),
+        "linear": (lambda z: z, np.ones_like),
+    }[act]
+    ws = [np.asarray(p["w"], np.float64) for p in params]
+    bs = [np.asarray(p["b"], np.float64) for p in params]
+    zs, hs = [], [np.asarray(x, np.float64)]
+    for l, (w, b) in enumerate(zip(ws, bs)):
+        zs.append(hs[-1] @ w + b)
+        if l < len(ws) - 1:
+            hs.append(phi(zs[-1]))
+    g = np.asarray(c, np.float64)[:, None]  # dL/dz of the output layer
+    grads = [None] * len(ws)
+    for l in reversed(range(len(ws))):
+        grads[l] = {"w": hs[l].T @ g, "b": g.sum(0)}
+        if l:
+            g = (g @ ws[l].T) * dphi(zs[l - 1])
+    return grads
+
+
+@pytest.mark.parametrize("rows", [1, 8, 16, 17])  # <= 16 rows: unrolled outer products; 17: dot
+@pytest.mark.parametrize("arch", ARCHS, ids=lambda a: f"{a[0]}-{a[1]}-{a[2]}")
+def test_train_apply_outputs_and_gradient(arch, rows):
+    in_dim, widths, act, sw, sb = arch
+    model = FCN(in_dim, widths, act, sigma_w=sw, sigma_b=sb)
+    rng = np.random.default_rng(rows)
+    params = tuple({"w": jnp.asarray(rng.normal(size=(i, o)), jnp.float32),
+                    "b": jnp.asarray(rng.normal(size=(o,)), jnp.float32)}
+                   for i, o in model.layer_sizes)
+    x = jnp.asarray(rng.normal(size=(rows, in_dim)), jnp.float32)
+    c = jnp.asarray(rng.normal(size=(rows,)), jnp.float32)
+    # outputs bit for bit (the fit check and the functions on E use apply)
+    np.testing.assert_array_equal(np.asarray(jax.jit(model.train_apply)(params, x)),
+                                  np.asarray(jax.jit(model.apply)(params, x)))
+    grad = jax.jit(jax.grad(lambda p: jnp.sum(c * model.train_apply(p, x))))(params)
+    ref = _np_grad(params, x, c, act)
+    # float32 sums of <= 40 terms of O(1) values vs float64: relative error ~1e-6
+    for g, r in zip(grad, ref):
+        for k in ("w", "b"):
+            np.testing.assert_allclose(np.asarray(g[k]), r[k], rtol=1e-4, atol=1e-4)

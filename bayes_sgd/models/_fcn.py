@@ -15,6 +15,41 @@ import jax.numpy as jnp
 
 from ._activations import get_activation
 
+# Dense layers whose weight gradient ``train_apply`` forms as a sum of per-row outer products:
+# at most this many rows and this many weights (the Boolean FCNs' minibatches).
+OUTER_GRAD_MAX_ROWS = 16
+OUTER_GRAD_MAX_WEIGHTS = 1 << 16
+
+
+@jax.custom_vjp
+def _dense_outer_grad(h, w, b):
+    """``h @ w + b``, its weight gradient an unrolled sum over the k <= 16 rows of h.
+
+    The gradient dL/dW = sum_k h_k^T g_k has contraction length k (the minibatch): XLA:CPU runs
+    that batched GEMM (slots x 40 x 8 @ 8 x 40) at ~1/6 the rate of the forward product, while
+    the k outer products summed in one elementwise fusion take ~8 us for 32 slots of 40 x 40
+    (vs ~60 us; benchmarks/bench_sgd.py --compare-grad).  Same value up to float rounding
+    (summation order / FMA): ~1 ulp."""
+    return h @ w + b
+
+
+def _dense_fwd(h, w, b):
+    return h @ w + b, (h, w)
+
+
+def _dense_bwd(res, g):
+    h, w = res
+    dh = jax.lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())))
+    dw = h[0, :, None] * g[0, None, :]
+    db = g[0]
+    for k in range(1, h.shape[0]):
+        dw = dw + h[k, :, None] * g[k, None, :]
+        db = db + g[k]
+    return dh, dw, db
+
+
+_dense_outer_grad.defvjp(_dense_fwd, _dense_bwd)
+
 
 @dataclass(frozen=True)
 class FCN:
@@ -64,6 +99,23 @@ class FCN:
         """Outputs of ONE network (unbatched params) on inputs ``x`` of shape (N, in_dim) -> (N,)."""
         out = params[-1]
         return (self.features(params[:-1], x) @ out["w"] + out["b"])[:, 0]
+
+    def train_apply(self, params, x: jax.Array) -> jax.Array:
+        """``apply`` (bit-identical outputs) with a backward pass for small minibatches: layers
+        of at most ``OUTER_GRAD_MAX_WEIGHTS`` weights on at most ``OUTER_GRAD_MAX_ROWS`` rows
+        form their weight and bias gradients as unrolled sums over the rows
+        (``_dense_outer_grad``), the others as ``apply``.  Reverse mode only (a custom VJP):
+        the SGD sampler's training step uses it; Hessians and JVPs use ``apply``."""
+        phi = get_activation(self.activation)
+        h = x.reshape(x.shape[0], -1)
+        for l, layer in enumerate(params):
+            if l > 0:
+                h = phi(h)
+            if h.shape[0] <= OUTER_GRAD_MAX_ROWS and layer["w"].size <= OUTER_GRAD_MAX_WEIGHTS:
+                h = _dense_outer_grad(h, layer["w"], layer["b"])
+            else:
+                h = h @ layer["w"] + layer["b"]
+        return h[:, 0]
 
     def apply_batched(self, params, x: jax.Array) -> jax.Array:
         """Outputs of a batch of networks on shared inputs: (n, N)."""

@@ -23,6 +23,11 @@ evaluates S in chunks of ``FIT_CHUNK`` rows when |S| is larger, so activation me
 grow with |S| (images: a CNN's feature maps on |S| = 10,000 would otherwise need GBs per
 slot).
 
+The training step differentiates the model's ``train_apply`` where it has one (``FCN``: the
+outputs of ``apply`` bit for bit, the weight gradients of small layers as unrolled sums of
+per-row outer products, which XLA:CPU runs ~6x faster than a batched GEMM with contraction
+length = the minibatch); the fit check and the functions on E use ``apply``.
+
 SGLD (``sgld_temperature`` T > 0) adds N(0, 2 lr T) noise to every parameter after each
 optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibatch mean loss.
 """
@@ -256,8 +261,12 @@ class SGDTrainer:
     """Vmapped training slots for one (model, task, settings)."""
 
     def __init__(self, model, task, settings: SGDSettings, *, stream: jax.Array,
-                 slot_layout: str | None = None):
+                 slot_layout: str | None = None, train_apply: bool = True):
         self.model, self.s = model, settings
+        # the model's ``train_apply`` (same outputs, a backward pass tuned for small minibatches,
+        # FCNs) in the training step; False: ``apply`` (the benchmark's baseline)
+        self._train_apply = (model.train_apply if train_apply and hasattr(model, "train_apply")
+                             else model.apply)
         self.stream = stream
         self.x_s = jnp.asarray(task.x_train)
         self.y_s = jnp.asarray(task.y_train, jnp.float32)
@@ -338,8 +347,10 @@ class SGDTrainer:
         noise_scale = float(np.sqrt(2 * s.lr * s.sgld_temperature))
         scan = self.slot_layout == "scan"
 
+        apply = self._train_apply
+
         def batch_loss(params, xb, yb, wb):
-            out = model.apply(params, xb)
+            out = apply(params, xb)
             return jnp.sum(wb * loss(out, yb)) / jnp.sum(wb)
 
         grad = jax.value_and_grad(batch_loss)
