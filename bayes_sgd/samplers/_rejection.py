@@ -187,7 +187,24 @@ def make_chunk_fn(model, layout: EvalLayout, y_train: np.ndarray, chunk_size: in
     return RejectionChunkFn(model, layout, y_train, chunk_size, record_prior, output_draws)
 
 
-class RejectionChunkFn:
+class _ChunkDispatch:
+    """``dispatch`` of both chunk functions: the prior recorded (``_full``), or the fits with
+    the first fitting networks' functions (``_fit_gather``), or the fits alone (``_fit``)."""
+
+    def dispatch(self, key, device=None, c: int = -1):
+        """Queue chunk ``fold_in(key, c)`` (``c >= 0``) or ``key`` itself (``c < 0``)."""
+        c = np.int32(c)
+        if device is not None:
+            key = jax.device_put(key, device)
+        with unrolled_threefry():
+            if self.record_prior:
+                return key, c, self._full(key, c)
+            if self.gather_size:
+                return key, c, self._fit_gather(key, c, self.gather_size)
+            return key, c, (self._fit(key, c), None)
+
+
+class RejectionChunkFn(_ChunkDispatch):
     """One chunk of ``chunk_size`` prior draws: ``fn(key) -> (fits, packed_E of the fitting
     networks, packed_table)``.
 
@@ -276,6 +293,7 @@ class RejectionChunkFn:
         self._raw = dict(full=full, on_s=on_s, on_s_gather=on_s_gather)
         self._full, self._on_s, self._on_e = jax.jit(full), jax.jit(on_s), on_e
         self._on_s_gather = jax.jit(on_s_gather, static_argnums=2)
+        self._fit, self._fit_gather = self._on_s, self._on_s_gather
         self._mesh_cache: dict = {}
 
     def _mesh(self, devices) -> tuple:
@@ -305,18 +323,6 @@ class RejectionChunkFn:
             self._mesh_cache[devices] = (same, spmd(raw["full"]), spmd(raw["on_s"]),
                                          spmd(raw["on_s_gather"], static=True))
         return self._mesh_cache[devices]
-
-    def dispatch(self, key, device=None, c: int = -1):
-        """Queue chunk ``fold_in(key, c)`` (``c >= 0``) or ``key`` itself (``c < 0``)."""
-        c = np.int32(c)
-        if device is not None:
-            key = jax.device_put(key, device)
-        with unrolled_threefry():
-            if self.record_prior:
-                return key, c, self._full(key, c)
-            if self.gather_size:
-                return key, c, self._on_s_gather(key, c, self.gather_size)
-            return key, c, (self._on_s(key, c), None)
 
     def collect(self, handle):
         """Wait for a dispatched chunk: ``(fits, packed_E of the fitting networks, table)``."""
@@ -522,7 +528,7 @@ def make_shared_chunk_fn(model, x: np.ndarray, train_sets, chunk_size: int, reco
     return SharedRejectionChunkFn(model, x, train_sets, chunk_size, record_prior, output_draws)
 
 
-class SharedRejectionChunkFn:
+class SharedRejectionChunkFn(_ChunkDispatch):
     """One chunk of ``chunk_size`` prior draws for T targets that share the model, the prior
     and the inputs ``x`` and differ only in their training set S_t and its labels y_t.
 
@@ -614,18 +620,7 @@ class SharedRejectionChunkFn:
 
         self._full, self._on_u, self._on_all = jax.jit(full), jax.jit(on_u), jax.jit(on_all)
         self._on_u_gather = jax.jit(on_u_gather, static_argnums=2)
-
-    def dispatch(self, key, device=None, c: int = -1):
-        """Queue chunk ``fold_in(key, c)`` (``c >= 0``) or ``key`` itself (``c < 0``)."""
-        c = np.int32(c)
-        if device is not None:
-            key = jax.device_put(key, device)
-        with unrolled_threefry():
-            if self.record_prior:
-                return key, c, self._full(key, c)
-            if self.gather_size:
-                return key, c, self._on_u_gather(key, c, self.gather_size)
-            return key, c, (self._on_u(key, c), None)
+        self._fit, self._fit_gather = self._on_u, self._on_u_gather
 
     def collect(self, handle):
         """Wait for a dispatched chunk: ``(fits (T, n), idx, tables, packed_all)``."""
