@@ -77,31 +77,31 @@ def main(argv=None) -> int:
     fn7.warm(devices)
     state = {"next": 0, "acc1": 0, "n1": 0, "acc7": [0] * len(names), "n7": 0}
 
-    def single(seconds, blocks=0):
-        t = time.perf_counter()
-        n = 0
-        while time.perf_counter() - t < seconds or blocks > 0:
-            blocks -= 1
-            c = state["next"]
-            state["next"] += 8
-            part = run_rejection_chunks(fn1, stream, range(c, c + 8), n_test=tasks[args.single].n_test, **kw)
-            n += part.n_samples
-            state["acc1"] += part.n_accepted
-        state["n1"] += n
-        return n, time.perf_counter() - t
+    def timed(run_block, count):
+        """A side of ``interleave``: blocks of 8 fresh chunks for ``seconds`` (or ``blocks``)."""
+        def side(seconds, blocks=0):
+            t = time.perf_counter()
+            n = 0
+            while time.perf_counter() - t < seconds or blocks > 0:
+                blocks -= 1
+                c = state["next"]
+                state["next"] += 8
+                n += run_block(range(c, c + 8))
+            state[count] += n
+            return n, time.perf_counter() - t
+        return side
 
-    def shared(seconds, blocks=0):
-        t = time.perf_counter()
-        n = 0
-        while time.perf_counter() - t < seconds or blocks > 0:
-            blocks -= 1
-            c = state["next"]
-            state["next"] += 8
-            parts = run_shared_rejection_chunks(fn7, stream, range(c, c + 8), e_idx=e_idx, **kw)
-            n += parts[0].n_samples
-            state["acc7"] = [a + p.n_accepted for a, p in zip(state["acc7"], parts)]
-        state["n7"] += n
-        return n, time.perf_counter() - t
+    def block_single(cs):
+        part = run_rejection_chunks(fn1, stream, cs, n_test=tasks[args.single].n_test, **kw)
+        state["acc1"] += part.n_accepted
+        return part.n_samples
+
+    def block_shared(cs):
+        parts = run_shared_rejection_chunks(fn7, stream, cs, e_idx=e_idx, **kw)
+        state["acc7"] = [a + p.n_accepted for a, p in zip(state["acc7"], parts)]
+        return parts[0].n_samples
+
+    single, shared = timed(block_single, "n1"), timed(block_shared, "n7")
 
     # warm-up outside the timing: compile the E / table executables for the usual numbers of
     # fits (and, with output_draws 1, the gathering one once its size has settled)
