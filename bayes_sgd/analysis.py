@@ -348,7 +348,11 @@ def measures(df: pd.DataFrame, q: str, p: str, *, min_counts=(), target: str | N
     mean falls 1.302 / 1.172 / 1.143 / 1.126 decades at N = 10^3 / 10^4 / 3 10^4 / 10^5 (about
     N^-0.45, not 1/N), the share within a decade rises 19.7 / 29.5 / 33.3 / 34.1 %; at 10^4
     runs the bootstrap bias of the mean was +0.022 and the interval's half-width 0.010, against
-    a fall of 0.046 to 10^5 runs (0 of 5 intervals at 10^4 held the 10^5 value).  Read a
+    a fall of 0.046 to 10^5 runs (0 of 5 intervals at 10^4 held the 10^5 value).  In a
+    simulation where most functions are never seen (Zipf P_SGD over 400 functions, 300 runs,
+    ``tests/test_agreement_measures.py``) the interval of the weighted mean held the true value
+    in 1 of 100 data sets, that of the share within a decade in 27, and the bias-corrected mean
+    removed 43 % of the plug-in's bias (0.22 decades).  Read a
     measure with its N, and compare settings only at equal N (``figures.subsample_runs``); a
     ``value_half_runs`` far from v (compared with the interval's width) says the interval is
     not a statement about the large-N value.  The correlations' intervals are conditional on
