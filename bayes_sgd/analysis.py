@@ -333,7 +333,10 @@ def measures(df: pd.DataFrame, q: str, p: str, *, min_counts=(), target: str | N
       the basic one in 95.5 %.  In ``tests/test_agreement_measures.py`` (20 functions, 5,000
       samples a side) the basic intervals covered 93-97 % for every measure but Spearman's, 87 %
       (noise reorders functions of nearly equal P: a rank correlation's attenuation the
-      bootstrap does not undo);
+      bootstrap does not undo).  Drawn here rather than by ``scipy.stats.bootstrap``: that
+      resamples individual observations (the same scheme as a multinomial over the counts, but
+      10^5 runs per replicate instead of K counts), and its BCa interval needs a jackknife over
+      every run, 10^5 statistics of 10^5 runs each at paper scale;
     * ``value_half_runs``: the measure from half of q's samples (a random half and its
       complement, averaged; p's samples all kept), i.e. what the same experiment reports with
       half the runs.  v - ``value_half_runs`` is how far the measure moved when the runs doubled.
