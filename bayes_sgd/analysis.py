@@ -355,7 +355,10 @@ def measures(df: pd.DataFrame, q: str, p: str, *, min_counts=(), target: str | N
     simulation where most functions are never seen (Zipf P_SGD over 400 functions, 300 runs,
     ``tests/test_agreement_measures.py``) the interval of the weighted mean held the true value
     in 1 of 100 data sets, that of the share within a decade in 27, and the bias-corrected mean
-    removed 43 % of the plug-in's bias (0.22 decades).  Read a
+    removed 43 % of the plug-in's bias (0.22 decades).  The shares within d decades are
+    threshold counts, not smooth in the counts, and their bootstrap bias can even have the wrong
+    sign (target 4 at 10^4 runs: -1.0 points, where the share at 10^5 runs is 0.2 points lower).
+    Read a
     measure with its N, and compare settings only at equal N (``figures.subsample_runs``); a
     ``value_half_runs`` far from v (compared with the interval's width) says the interval is
     not a statement about the large-N value.  The correlations' intervals are conditional on
