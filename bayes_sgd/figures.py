@@ -110,8 +110,10 @@ def comparison_metrics(df: pd.DataFrame, summary: dict, x: str = "rejection", y:
         q = None
     m = measures(df, q, p) if q in COUNTING else None
     if m is not None:
-        out["measures"] = {k: {"value": _r(v["value"]), "ci": [_r(c) for c in v["ci"]] if v["ci"] else None,
-                               "bias": _r(v.get("bias")), "value_half_runs": _r(v.get("value_half_runs"))}
+        out["measures"] = {k: {"value": _r(v["value"]),
+                               "ci": [_r(c) for c in v["ci"]] if v["ci"] else None,
+                               "bias": _r(v.get("bias")),
+                               "value_half_runs": _r(v.get("value_half_runs"))}
                            for k, v in m["values"].items() if "_k=" not in k}
     if "sgd" in summary:
         out["epochs_to_fit_median"] = summary["sgd"].get("epochs_to_fit_median")
