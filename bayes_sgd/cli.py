@@ -103,7 +103,11 @@ def _print_summary(summary: dict, out: Path) -> None:
         if mean["value"] is None or mean["ci"] is None:
             continue
         lines.append(f"  {pair}: {m['q']}-weighted mean log10 P_{m['q']}/P_{m['p']} "
-                     f"{mean['value']:+.2f} [{mean['ci'][0]:+.2f}, {mean['ci'][1]:+.2f}], "
+                     f"{mean['value']:+.3f} [{mean['ci'][0]:+.3f}, {mean['ci'][1]:+.3f}]"
+                     + (f" (bias-corrected {mean['value_bias_corrected']:+.3f}, "
+                        f"{mean['value_half_runs']:+.3f} at half the runs)"
+                        if mean.get("value_half_runs") is not None
+                        and mean.get("value_bias_corrected") is not None else "") + ", "
                      f"{100 * within['value']:.0f} % of {m['q']} within 1 decade, "
                      f"{100 * v['q_mass_p_known']['value']:.0f} % with P_{m['p']} known")
     print("\n".join(lines))

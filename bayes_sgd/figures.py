@@ -110,7 +110,10 @@ def comparison_metrics(df: pd.DataFrame, summary: dict, x: str = "rejection", y:
         q = None
     m = measures(df, q, p) if q in COUNTING else None
     if m is not None:
-        out["measures"] = {k: {"value": _r(v["value"]), "ci": [_r(c) for c in v["ci"]] if v["ci"] else None}
+        out["measures"] = {k: {"value": _r(v["value"]),
+                               "ci": [_r(c) for c in v["ci"]] if v["ci"] else None,
+                               "bias": _r(v.get("bias")),
+                               "value_half_runs": _r(v.get("value_half_runs"))}
                            for k, v in m["values"].items() if "_k=" not in k}
     if "sgd" in summary:
         out["epochs_to_fit_median"] = summary["sgd"].get("epochs_to_fit_median")
@@ -298,7 +301,8 @@ def draw_sensitivity(folders: dict[str, Path], *, titles: dict | None = None,
             color = {"nearer": "tab:green", "further": "tab:red"}.get(metrics[name].get("verdict"), "k")
             if "subsample_of" in metrics[name]:
                 color = "0.55"
-            # a basic bootstrap interval need not contain the estimate (skewed replicates)
+            # a basic bootstrap interval is centred near the bias-corrected value: it need not
+            # contain the plug-in estimate (``analysis.measures``)
             ax.hlines(y, ci[0], ci[1], color=color, lw=1.5)
             ax.plot(v["value"], y, "o", color=color, ms=4)
         if key == "p_mass_covered" and ax.has_data() and ax.get_xlim()[0] > 0:

@@ -2,15 +2,16 @@
 over individual runs / samples, and the coverage of their bootstrap intervals in simulation."""
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 
-from bayes_sgd.analysis import DECADES, agreement, compare, measures, pair_roles
+from bayes_sgd.analysis import _RANGE, DECADES, agreement, compare, measures, pair_roles
 from bayes_sgd.function_table import COLUMNS, concat
 
 
@@ -52,8 +53,8 @@ def _brute(q_runs: list[str], p_runs: list[str] | None = None, p_scores: dict | 
     else:
         pp = {f: 10.0 ** v for f, v in p_scores.items()}
     ratios = [math.log10(pq[f] / pp[f]) for f in q_runs if f in pp]  # one per run, P_B known
-    mean = sum(ratios) / len(ratios)
-    sd = math.sqrt(sum((r - mean) ** 2 for r in ratios) / len(ratios))
+    mean = sum(ratios) / len(ratios) if ratios else math.nan  # undefined: no run has P_B known
+    sd = math.sqrt(sum((r - mean) ** 2 for r in ratios) / len(ratios)) if ratios else math.nan
     out = {"weighted_mean_log10_ratio": mean, "weighted_sd_log10_ratio": sd,
            "q_mass_p_known": len(ratios) / n_q}
     for d in DECADES:
@@ -241,3 +242,205 @@ def test_cross_check_against_a_recount():
             continue
         assert r["expected_count_ref"] == pytest.approx(300 * pb[i])
         assert r["z"] == pytest.approx((r["count_ref"] - 300 * pb[i]) / math.sqrt(300 * pb[i] * (1 - pb[i])))
+
+
+# ---- bias estimate, bias-corrected value and the measures at half the runs ----------------------
+#
+# Tiny tables whose every bootstrap replicate (multinomial over the function counts) or every
+# half of the runs (multivariate hypergeometric) can be enumerated: the exact expectations
+# below are sums over those outcomes of ``_brute`` (loops over individual runs).
+
+SMALL_Q = {"a": 4, "b": 2, "c": 1, "h": 1}  # h: no P_B (rejection never found it, GP unscored)
+SMALL_REJ = {"a": 3, "b": 2, "c": 1, "x": 1}  # x: not found by SGD
+SMALL_GP = {"a": -0.3, "b": -0.9, "c": -1.5}
+UNBIASED = ("weighted_mean_log10_ratio", "weighted_sd_log10_ratio", "frac_within_0.5_decades",
+            "frac_within_1_decades", "q_mass_p_known", "p_mass_covered", "hellinger")
+
+
+def _compositions(counts: dict, n: int):
+    """Every way of putting n samples on the keys of ``counts`` (a multinomial's outcomes)."""
+    keys = list(counts)
+    for bars in itertools.combinations(range(n + len(keys) - 1), len(keys) - 1):
+        edges = (-1, *bars, n + len(keys) - 1)
+        yield dict(zip(keys, (edges[i + 1] - edges[i] - 1 for i in range(len(keys)))))
+
+
+def _multinomial_outcomes(counts: dict):
+    """(outcome, probability) of every multinomial draw of sum(counts) samples with
+    probabilities counts / sum(counts): a bootstrap replicate's counts."""
+    n = sum(counts.values())
+    probs = np.array(list(counts.values()), float) / n
+    for c in _compositions(counts, n):
+        yield c, float(stats.multinomial.pmf(list(c.values()), n, probs))
+
+
+def _exact_bootstrap(p: str):
+    """name -> (mean, sd) of each measure over every bootstrap replicate of the small table
+    (SGD's runs, and rejection's samples when p is rejection, resampled), conditional on the
+    measure being defined, as the package's replicates are."""
+    p_draws = list(_multinomial_outcomes(SMALL_REJ)) if p == "rejection" else [(None, 1.0)]
+    vals, weights = [], []
+    for cq, wq in _multinomial_outcomes(SMALL_Q):
+        for cp, wp in p_draws:
+            vals.append(_brute(_runs(cq), _runs(cp) if cp else None,
+                               SMALL_GP if p == "gp" else None))
+            weights.append(wq * wp)
+    w = np.array(weights)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12)
+    out = {}
+    for name in UNBIASED:
+        v = np.array([d[name] for d in vals])
+        ok = np.isfinite(v)
+        m = np.average(v[ok], weights=w[ok])
+        out[name] = (m, math.sqrt(np.average((v[ok] - m) ** 2, weights=w[ok])))
+    return out
+
+
+def _small_table(p: str):
+    frames = [_counts_frame("sgd", SMALL_Q)]
+    frames.append(_counts_frame("rejection", SMALL_REJ) if p == "rejection"
+                  else _score_frame("gp", SMALL_GP))
+    return concat(frames)
+
+
+@pytest.mark.parametrize("p", ["gp", "rejection"])
+def test_bootstrap_bias_equals_the_enumerated_bootstrap(p):
+    """``bias`` is the bootstrap's mean minus the plug-in value: against the exact mean over
+    every replicate (165 multinomial outcomes of SGD's 8 runs; with rejection, times 120 of its
+    7 samples).  The package draws 20,000 replicates: its mean is within 4.5 Monte-Carlo
+    standard errors (the exact sd / sqrt(20,000)) of the exact one, a false failure of < 1e-5
+    per measure under the normal approximation (seed fixed)."""
+    n_boot = 20_000
+    exact = _exact_bootstrap(p)
+    brute = _brute(_runs(SMALL_Q), _runs(SMALL_REJ) if p == "rejection" else None,
+                   SMALL_GP if p == "gp" else None)
+    got = measures(_small_table(p), "sgd", p, n_boot=n_boot)
+    assert got["n_samples_q"] == 8
+    for name in UNBIASED:
+        v = got["values"][name]
+        m, sd = exact[name]
+        want = m - brute[name]
+        tol = 4.5 * sd / math.sqrt(v.get("n_defined", n_boot)) + 1e-12
+        assert v["bias"] == pytest.approx(want, abs=tol), name
+        lo, hi = _RANGE.get(name, (-np.inf, np.inf))
+        corrected = float(np.clip(brute[name] - v["bias"], lo, hi))
+        assert v["value_bias_corrected"] == pytest.approx(corrected, abs=1e-12)
+    # the weighted mean of this table is biased upwards (the entropy-like sum P log P)
+    assert got["values"]["weighted_mean_log10_ratio"]["bias"] > 0
+
+
+@pytest.mark.parametrize("p", ["gp", "rejection"])
+def test_value_half_runs_against_the_enumerated_halves(p):
+    """``value_half_runs`` is the mean of the measures of a random half of SGD's 8 runs and of
+    the other half.  Over 200 seeds its mean is within 4.5 standard errors of the exact
+    expectation over all 4-run halves (multivariate hypergeometric; the exact sd of one seed's
+    value / sqrt(200)): a false failure of < 1e-5 per measure under the normal approximation."""
+    n_q, seeds = sum(SMALL_Q.values()), 200
+    keys = list(SMALL_Q)
+    pairs, weights = [], []
+    for c0 in _compositions(SMALL_Q, n_q // 2):
+        if any(c0[f] > SMALL_Q[f] for f in keys):
+            continue
+        c1 = {f: SMALL_Q[f] - c0[f] for f in keys}
+        w = stats.multivariate_hypergeom.pmf([c0[f] for f in keys], [SMALL_Q[f] for f in keys], n_q // 2)
+        pairs.append([_brute(_runs(c), _runs(SMALL_REJ) if p == "rejection" else None,
+                             SMALL_GP if p == "gp" else None) for c in (c0, c1)])
+        weights.append(float(w))
+    w = np.array(weights)
+    assert w.sum() == pytest.approx(1.0, abs=1e-12)
+    table = _small_table(p)
+    got = [measures(table, "sgd", p, n_boot=1, seed=s)["values"] for s in range(seeds)]
+    for name in UNBIASED:
+        halves = np.array([[h[name] for h in pair] for pair in pairs])
+        # the mean of the halves where the measure is defined (a half with no run on a
+        # function with P_B known has no weighted mean)
+        v = np.array([r[np.isfinite(r)].mean() if np.isfinite(r).any() else np.nan for r in halves])
+        ok = np.isfinite(v)
+        m = np.average(v[ok], weights=w[ok])
+        sd = math.sqrt(np.average((v[ok] - m) ** 2, weights=w[ok]))
+        mine = np.array([g[name]["value_half_runs"] for g in got], float)
+        assert np.isfinite(mine).all()
+        assert mine.mean() == pytest.approx(m, abs=4.5 * sd / math.sqrt(seeds) + 1e-12), name
+
+
+def _exact_plugin_and_bootstrap(pq, lpb, n):
+    """Exact E[plug-in] and E[plug-in - bootstrap bias] of the weighted mean log10 P_q / P_B
+    (P_B fixed) over every multinomial outcome of n runs, the bootstrap itself enumerated."""
+    keys = [str(i) for i in range(len(pq))]
+    outs = np.array([list(c.values()) for c in _compositions(dict.fromkeys(keys, 0), n)], float)
+
+    def theta(c):
+        ph = c / n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(c > 0, ph * (np.log10(np.where(c > 0, ph, 1.0)) - lpb), 0.0).sum(-1)
+
+    def pmf(c, probs):  # multinomial pmf of the outcomes c (..., K) under probs (..., K)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(c > 0, c * np.log(np.where(probs > 0, probs, 1.0)), 0.0)
+            t = np.where((c > 0) & (probs == 0), -np.inf, t)
+        return np.exp(special.gammaln(n + 1) - special.gammaln(c + 1).sum(-1) + t.sum(-1))
+
+    w = pmf(outs, np.asarray(pq)[None])
+    th = theta(outs)
+    boot = pmf(outs[None, :, :], (outs / n)[:, None, :]) @ th - th  # each outcome's bootstrap bias
+    truth = float((np.asarray(pq) * (np.log10(pq) - lpb)).sum())
+    return float(w @ th) - truth, float(w @ (th - boot)) - truth
+
+
+@pytest.mark.parametrize("pq, n, removed", [
+    # all three functions seen in almost every data set: the correction removes the bias
+    ((0.5, 0.3, 0.2), 30, (0.95, 1.05)),
+    # five functions of P 0.1 in 8 runs, each unseen in 43 % of data sets: only part of it
+    # (58 %; 10 runs give 64 % but hold 3,003^2 outcome pairs in memory)
+    ((0.5, 0.1, 0.1, 0.1, 0.1, 0.1), 8, (0.3, 0.8)),
+])
+def test_bias_correction_removes_the_bias_only_where_functions_are_seen(pq, n, removed):
+    """The plug-in weighted mean's exact bias over all multinomial data sets against the bias
+    left after subtracting each data set's (enumerated) bootstrap bias.  With every function
+    seen the bootstrap estimates the bias (~ (K - 1) / (2 n ln 10) decades) almost exactly; with
+    functions that the runs miss it sees only the ones found, and part of the bias remains: the
+    run-count dependence the docstring of ``measures`` describes.  Exact sums, no randomness."""
+    pq = np.array(pq)
+    lpb = np.log10(np.linspace(1.0, 2.0, len(pq)) / np.linspace(1.0, 2.0, len(pq)).sum())
+    plug, corrected = _exact_plugin_and_bootstrap(pq, lpb, n)
+    assert plug > 0
+    frac = 1 - corrected / plug
+    assert removed[0] <= frac <= removed[1], frac
+    if len(pq) == 3:  # Miller-Madow's first-order bias of the entropy term
+        assert plug == pytest.approx((len(pq) - 1) / (2 * n * math.log(10)), rel=0.1)
+
+
+def test_intervals_miss_the_large_n_value_when_most_functions_are_unseen():
+    """The limitation ``measures`` states, measured: P_SGD Zipf over 400 functions (P ~ 1/rank),
+    log10 P_SGD/P_B of each drawn from N(0.8, 0.5) (GP scores, fixed), 300 runs per data set so
+    that most functions are never seen.  In 100 data sets (seeds fixed, 300 replicates each) the
+    95 % interval of the weighted mean held the true value in 1 of them and that of the share
+    within a decade in 27, and the bias-corrected mean still sits 0.13 decades above the truth
+    on average (the plug-in: 0.22).  Asserted: coverage <= 50 of 100 for both, and the corrected
+    mean's average error > 5 standard errors above 0 and below the plug-in's.  With coverage 27 %
+    (the larger one measured) more than 50 of 100 has probability < 1e-7: the false-failure rate."""
+    k, n, sets = 400, 300, 100
+    pq = 1.0 / np.arange(1, k + 1)
+    pq /= pq.sum()
+    lpb = np.log10(pq) - np.random.default_rng(5).normal(0.8, 0.5, k)
+    funcs = [f"f{i:03d}" for i in range(k)]
+    r = np.log10(pq) - lpb
+    truth = {"weighted_mean_log10_ratio": float((pq * r).sum()),
+             "frac_within_1_decades": float(pq[np.abs(r) <= 1].sum())}
+    gp = _score_frame("gp", dict(zip(funcs, lpb)))
+    covered = dict.fromkeys(truth, 0)
+    err_plug, err_corr = [], []
+    for s in range(sets):
+        c = np.random.default_rng([9, s]).multinomial(n, pq)
+        df = concat([_counts_frame("sgd", {f: x for f, x in zip(funcs, c) if x > 0}), gp])
+        v = measures(df, "sgd", "gp", n_boot=300, seed=s)["values"]
+        for name, t in truth.items():
+            lo, hi = v[name]["ci"]
+            covered[name] += lo <= t <= hi
+        m = v["weighted_mean_log10_ratio"]
+        err_plug.append(m["value"] - truth["weighted_mean_log10_ratio"])
+        err_corr.append(m["value_bias_corrected"] - truth["weighted_mean_log10_ratio"])
+    print(covered, np.mean(err_plug), np.mean(err_corr))
+    assert all(c <= sets // 2 for c in covered.values()), covered
+    se = np.std(err_corr) / math.sqrt(sets)
+    assert 5 * se < np.mean(err_corr) < np.mean(err_plug)
