@@ -17,6 +17,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent("""
     import json, os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
@@ -151,6 +153,7 @@ def test_two_devices_rejection_identical_counts():
         assert out[f"rej_gather_{path}_gather"] > 0 and out[f"rej_on_e_{path}_gather"] == 0
 
 
+@pytest.mark.slow  # ~60 s of the default suite: a fresh two-device process compiling both paths
 def test_two_devices_sgd_identical_records_and_counts():
     out = _two_devices("sgd")
     assert out["runner_devices"] == 2
