@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sgd_images.py [--models fcn,cnn] [--device cpu|gpu]
         [--fcn-runs 16] [--cnn-runs 8] [--cnn-max-epochs 1] [--torch-runs 4] [--slots 0]
+        [--cnn-conv auto|im2col|xla]
         [--spmd auto|mesh|per-device]
 
 Setting (issue 14, item 3): binarised MNIST (label >= 5 -> 1; the test split of
@@ -33,6 +34,7 @@ model: they should agree within run-to-run spread).  The ratio checked against t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -58,6 +60,15 @@ def model_overrides(name: str, channels: int) -> list[str]:
     return ["model.arch=cnn", f"model.filters=[{c},{c},{c},{c}]", "model.kernel_sizes=[5,2,5,2]",
             "model.strides=[1,1,1,1]", 'model.padding=["VALID","SAME","VALID","SAME"]',
             'model.pooling="none"', "model.dense_widths=[]"]
+
+
+def conv_desc(trainer) -> str:
+    conv = trainer.model.conv
+    if conv == "auto":
+        from bayes_sgd.models._cnn import conv_impl
+        conv = conv_impl()
+    return conv + (" (XLA's own, compiled without YNNPACK's convolutions)"
+                   if trainer._jit_options else "")
 
 
 def warm_up(trainer, run_kw) -> float:
@@ -109,6 +120,8 @@ def bench_model(name: str, args, device) -> bool:
         f"samplers.sgd.max_epochs={max_epochs}"])
     task = build_task(cfg.task)
     model = build_model(cfg.model, task.input_shape)
+    if name == "cnn" and args.cnn_conv != "auto":
+        model = dataclasses.replace(model, conv=args.cnn_conv)
     trainer, run_kw = sgd_trainer_and_run_kwargs(cfg, task, model, slots=args.slots or None)
     if args.spmd != "auto" and run_kw["devices"]:
         run_kw["spmd"] = args.spmd == "mesh"
@@ -118,7 +131,7 @@ def bench_model(name: str, args, device) -> bool:
     desc = (f"FCN {model.in_dim}-{'-'.join(map(str, model.widths))}-1" if name == "fcn" else
             f"CNN {len(model.filters)} conv x {model.filters[0]} channels, kernels "
             f"{[k[0] for k in model.kernel_sizes]}, {list(model.padding)}, readout "
-            f"{model.readout_dim}->1")
+            f"{model.readout_dim}->1, convolutions {conv_desc(trainer)}")
     banner(f"image SGD, {name.upper()}", {
         "task": f"MNIST {cfg.task.split} split, {cfg.task.binarize}, |S|={task.m}, "
                 f"|E|={task.n_test}",
@@ -187,6 +200,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fcn-max-epochs", type=int, default=100)
     ap.add_argument("--cnn-max-epochs", type=int, default=1,
                     help="epoch cap per CNN run (1: per-network-epoch timing; 100: to fit)")
+    ap.add_argument("--cnn-conv", choices=("auto", "im2col", "xla"), default="auto",
+                    help="CNN.conv of the package's model (auto: the trainer's choice)")
     ap.add_argument("--slots", type=int, default=0, help="slots per device (0 = automatic)")
     ap.add_argument("--spmd", choices=("auto", "mesh", "per-device"), default="auto",
                     help="several devices: the runner's choice (spmd_for), or force one")

@@ -233,7 +233,7 @@ def test_forward_flops_closed_forms():
     cnn = CNN.paper((28, 28, 1), filters=32)
     macs = (24 * 24 * 25 * 32 + 24 * 24 * 4 * 32 * 32 + 20 * 20 * 25 * 32 * 32
             + 20 * 20 * 4 * 32 * 32 + 20 * 20 * 32)
-    for conv in ("im2col", "xla"):
+    for conv in ("im2col", "xla", "nhwc"):
         assert forward_flops(dataclasses.replace(cnn, conv=conv), (28, 28, 1)) == 2 * macs
 
 

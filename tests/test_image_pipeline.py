@@ -171,9 +171,11 @@ def test_activation_estimate_and_memory_bounded_slots():
     assert SGDTrainer(cnn, task, s_small, stream=stream_key(0, "sgd"),
                       slot_layout="vmap").P == 3
     # slots trained one after another hold their own state (params x 4, Adam's mu and nu and
-    # step count x 2, float32) and the activations of one slot at a time
+    # step count x 2, float32) and the activations of one slot at a time (of the trainer's
+    # own model: on CPU XLA's convolutions, "nhwc", without im2col's patches)
     state = 4 * (4 * cnn.n_params + 2 * (2 * cnn.n_params + 1))
-    act = tr.slot_bytes - state
+    act = SGDTrainer(cnn, task, s, stream=stream_key(0, "sgd"),
+                     slot_layout="scan").slot_bytes - state
     assert act >= 4 * 128 * maps
     for budget, want in ((act + 5 * state, 5), (act + 5 * state - 1, 4), (1 << 40, 1024)):
         s_scan = SGDSettings(n_runs=10_000, optimizer="adam", batch_size=32,

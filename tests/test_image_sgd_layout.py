@@ -8,7 +8,9 @@
   against the plain layout (vmapped slots, XLA convolutions, every slot computed every
   epoch): the same run records (fitted, epoch of the fit, epochs trained, diverged) and the
   same function counts, for the same seed; with runs of different lengths, 1-epoch runs
-  frozen for up to 16 epochs, and diverging runs.
+  frozen for up to 16 epochs, and diverging runs.  Also the automatic convolution of "scan"
+  slots on CPU (XLA's own, compiled without YNNPACK's convolutions): a different float32
+  summation order again, the same records on these runs.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pytest
 
 from bayes_sgd.config import load_config
 from bayes_sgd.models import CNN, build_model, conv2d
+from bayes_sgd.models._cnn import xla_conv_compiler_options
 from bayes_sgd.samplers import SGDSettings, SGDTrainer, stream_key
 from bayes_sgd.tasks import build_task
 
@@ -43,6 +46,28 @@ def test_im2col_matches_xla_convolution(H, W, k, s, pad, c_in, c_out):
     out = np.asarray(conv2d(h, w, (s, s), pad, "im2col"), np.float64)
     assert out.shape == ref.shape
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("H,W,k,s,pad,c_in,c_out", [c for c in CONV_CASES if c[3] == 1])
+def test_nhwc_conv_gradients_match_autodiff(H, W, k, s, pad, c_in, c_out):
+    """"nhwc" (stride 1; its backward convolutions written out in NHWC x HWIO form, a custom
+    VJP) against autodiff of XLA's convolution: the value and both gradients of
+    sum(conv(h, w) * r), to float32 rounding (sums of <= k*k*max(C) ~ 100 products of O(1)
+    terms, summed in other orders: ~1e-6 relative)."""
+    rng = np.random.default_rng(H * 100 + k + 7)
+    h = jnp.asarray(rng.standard_normal((3, H, W, c_in)), jnp.float32)
+    w = jnp.asarray(rng.standard_normal((k, k, c_in, c_out)) / k, jnp.float32)
+    r = jnp.asarray(rng.standard_normal(conv2d(h, w, (s, s), pad, "xla").shape), jnp.float32)
+
+    def f(impl):
+        return jax.value_and_grad(lambda h, w: jnp.sum(conv2d(h, w, (s, s), pad, impl) * r),
+                                  argnums=(0, 1))(h, w)
+
+    (v_ref, (dh_ref, dw_ref)), (v, (dh, dw)) = f("xla"), jax.jit(lambda: f("nhwc"))()
+    np.testing.assert_allclose(float(v), float(v_ref), rtol=1e-5)
+    assert dh.shape == dh_ref.shape and dw.shape == dw_ref.shape
+    np.testing.assert_allclose(np.asarray(dh), np.asarray(dh_ref), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dw), np.asarray(dw_ref), rtol=1e-5, atol=1e-4)
 
 
 def _digits_task_and_cnn(conv: str):
@@ -71,27 +96,32 @@ LAYOUT_CASES = [  # (settings, epochs per sync, at least this many runs fit, div
 def _assert_same_runs(results, n_runs, min_fit, min_div):
     """Both layouts' records and counts are equal, and the comparison has content: runs fit,
     or diverge, as the case intends."""
-    (rec_a, (keys_a, counts_a)), (rec_b, (keys_b, counts_b)) = results.values()
+    (rec_a, (keys_a, counts_a)), *others = results.values()
     assert len(rec_a) == n_runs
     assert sum(r[0] for r in rec_a.values()) >= min_fit
     assert sum(r[3] for r in rec_a.values()) >= min_div
-    assert rec_a == rec_b
-    np.testing.assert_array_equal(keys_a, keys_b)
-    np.testing.assert_array_equal(counts_a, counts_b)
+    for rec_b, (keys_b, counts_b) in others:
+        assert rec_a == rec_b
+        np.testing.assert_array_equal(keys_a, keys_b)
+        np.testing.assert_array_equal(counts_a, counts_b)
 
 
 @pytest.mark.parametrize("settings,per_sync,min_fit,min_div", LAYOUT_CASES)
 def test_cnn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
     results = {}
-    for layout, conv in (("vmap", "xla"), ("scan", "im2col")):
+    for layout, conv in (("vmap", "xla"), ("scan", "im2col"), ("scan", "auto")):
         task, model = _digits_task_and_cnn(conv)
         if jax.default_backend() == "cpu":  # the automatic choice for CNNs on CPU
             assert SGDTrainer(model, task, SGDSettings(**settings),
                               stream=stream_key(0, "sgd")).slot_layout == "scan"
         tr = SGDTrainer(model, task, SGDSettings(**settings), stream=stream_key(0, "sgd"),
                         slot_layout=layout)
+        if conv == "auto" and jax.default_backend() == "cpu":
+            # one network at a time: XLA's convolution, compiled without YNNPACK's
+            assert tr.model.conv == "nhwc"
+            assert tr._jit_options == xla_conv_compiler_options()
         res = tr.run(range(settings["n_runs"]), epochs_per_sync=per_sync)
-        results[layout] = (res.records, res.counter.table())
+        results[layout, conv] = (res.records, res.counter.table())
     _assert_same_runs(results, settings["n_runs"], min_fit, min_div)
 
 

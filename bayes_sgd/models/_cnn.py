@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Sequence
 
 import jax
@@ -56,7 +57,9 @@ class CNN:
     sigma_w: float = 1.0
     sigma_b: float = 1.0
     dense_widths: tuple[int, ...] = ()
-    conv: str = "auto"  # "xla", "im2col" or "auto" (see conv_impl); same function either way
+    # "xla", "nhwc" (XLA's, every backward convolution NHWC x HWIO: _conv_nhwc), "im2col" or
+    # "auto" (see conv_impl); the same function either way, up to float32 rounding
+    conv: str = "auto"
 
     def __post_init__(self):
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731  (frozen dataclass)
@@ -91,8 +94,8 @@ class CNN:
         if self.pooling not in _POOLINGS:
             raise ValueError(f"pooling: expected one of {_POOLINGS}, got {self.pooling!r}")
         set_("dense_widths", tuple(int(w) for w in self.dense_widths))
-        if self.conv not in ("auto", "xla", "im2col"):
-            raise ValueError(f"CNN.conv: expected 'auto', 'xla' or 'im2col', got {self.conv!r}")
+        if self.conv not in ("auto", "xla", "nhwc", "im2col"):
+            raise ValueError(f"CNN.conv: expected 'auto', 'xla', 'nhwc' or 'im2col', got {self.conv!r}")
         get_activation(self.activation)  # validate early
         self.feature_shapes  # noqa: B018  (raises if a kernel does not fit)
 
@@ -198,19 +201,55 @@ def _init(model: CNN, key, n: int, dtype):
 
 
 def conv_impl() -> str:
-    """How convolutions are computed: "im2col" on CPU, XLA's convolution elsewhere.
+    """How convolutions are computed by default: "im2col" on CPU, XLA's convolution elsewhere.
 
-    XLA:CPU's convolution is slow for this package's shapes, most of all in the backward
-    pass and when vmapped over networks (a grouped convolution): one paper-layout CNN epoch
-    (32 channels, |S| = 128) took 26 s per network under ``lax.map`` and 54 s vmapped, vs
-    ~0.6 s in PyTorch.  As shifted slices and one matrix product per layer the forward and
-    backward passes are plain (batched) GEMMs.  Same function up to float32 rounding."""
+    Under jaxlib's default flags XLA:CPU hands convolutions to YNNPACK, which is slow for this
+    package's shapes, most of all in the backward pass and when vmapped over networks (a
+    grouped convolution): one paper-layout CNN epoch (32 channels, |S| = 128) took 26 s per
+    network under ``lax.map`` and 54 s vmapped, vs ~0.6 s in PyTorch.  As shifted slices and
+    one matrix product per layer the forward and backward passes are plain (batched) GEMMs.
+    Same function up to float32 rounding.  One network at a time (the SGD sampler's "scan"
+    slots) XLA's own convolution is faster still when the executable is compiled with
+    ``xla_conv_compiler_options`` (``SGDTrainer`` does that)."""
     return "im2col" if jax.default_backend() == "cpu" else "xla"
+
+
+_YNN_TYPES = "xla_cpu_experimental_ynn_fusion_type"
+
+
+@lru_cache(maxsize=None)
+def xla_conv_compiler_options() -> dict | None:
+    """``jax.jit`` compiler options under which XLA:CPU computes ``lax.conv_general_dilated``
+    with its own (Eigen) kernels instead of YNNPACK's: jaxlib's default YNNPACK fusion types
+    without ``LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION``, so dots and reductions compile as
+    by default (bit for bit): {} if the default does not send convolutions to YNNPACK, None
+    if the defaults cannot be read (a private jaxlib API; callers then keep im2col).
+
+    The paper CNN (32 channels) on one CPU device, jaxlib 0.10.2, best of 5: a training step
+    on 32 images 30 ms (im2col 113 ms; YNNPACK's convolution 97 ms), the forward pass on 1,000
+    images in chunks of 128 0.26 s (im2col 0.83 s, YNNPACK 1.38 s); outputs and gradients
+    agree with im2col's to ~1e-6 relative (``benchmarks/probe_cnn_conv.py``)."""
+    try:
+        from jax._src.lib import _jax
+
+        opts = _jax.CompileOptions()  # held: its build options point into it
+        build = opts.executable_build_options
+        text = str(build.debug_options)
+    except Exception:  # noqa: BLE001  (any change of the private API)
+        return None
+    types = re.findall(rf"^{_YNN_TYPES}: (\w+)$", text, re.M)
+    conv = "LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
+    if conv not in types:
+        return {}
+    return {_YNN_TYPES: ",".join(t for t in types if t != conv)}
 
 
 def _conv(h, w, strides, padding: str, impl: str | None = None):
     """NHWC x HWIO cross-correlation with TF/JAX ``padding`` (SAME pads the extra row after)."""
-    if (impl or conv_impl()) == "xla":
+    impl = impl or conv_impl()
+    if impl == "nhwc" and tuple(strides) == (1, 1):
+        return _conv_nhwc(h, w, padding)
+    if impl in ("xla", "nhwc"):
         return lax.conv_general_dilated(h, w, window_strides=strides, padding=padding,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
     kh, kw, c_in, c_out = w.shape
@@ -224,6 +263,49 @@ def _conv(h, w, strides, padding: str, impl: str | None = None):
             for i in range(kh) for j in range(kw)]
     patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=-1)
     return patches @ w.reshape(kh * kw * c_in, c_out)
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _pads(h_shape, w_shape, padding: str):
+    return lax.padtype_to_pads(h_shape[1:3], w_shape[:2], (1, 1), padding)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_nhwc(h, w, padding: str):
+    """Stride-1 ``lax.conv_general_dilated`` whose backward convolutions are NHWC x HWIO too.
+
+    XLA:CPU runs a convolution with its Eigen kernels only in that form; its pass that rewrites
+    other forms (ConvCanonicalization) visits the entry computation alone, so the transposed
+    convolutions of autodiff inside a loop (the SGD sampler's epochs) fell back to an
+    unoptimised loop nest (a 1-epoch paper-CNN run: 31 s instead of ~1 s).  Here they are
+    written in that form, the transposes explicit:
+      dL/dh = g (padded by k - 1 - pad) * w flipped in space, in/out swapped;
+      dL/dw[i, j, c, o] = sum_{n,y,x} h_pad[n, y + i, x + j, c] g[n, y, x, o], a convolution
+      with C_in as the batch, the images as the features and g as the kernel."""
+    return lax.conv_general_dilated(h, w, (1, 1), padding, dimension_numbers=_NHWC)
+
+
+def _conv_nhwc_fwd(h, w, padding):
+    return _conv_nhwc(h, w, padding), (h, w)
+
+
+def _conv_nhwc_bwd(padding, res, g):
+    h, w = res
+    kh, kw = w.shape[:2]
+    (lo_h, hi_h), (lo_w, hi_w) = _pads(h.shape, w.shape, padding)
+    w_flip = jnp.transpose(w[::-1, ::-1], (0, 1, 3, 2))  # (kh, kw, C_out, C_in)
+    dh = lax.conv_general_dilated(
+        g, w_flip, (1, 1), ((kh - 1 - lo_h, kh - 1 - hi_h), (kw - 1 - lo_w, kw - 1 - hi_w)),
+        dimension_numbers=_NHWC)
+    dw = lax.conv_general_dilated(
+        jnp.transpose(h, (3, 1, 2, 0)), jnp.transpose(g, (1, 2, 0, 3)), (1, 1),
+        ((lo_h, hi_h), (lo_w, hi_w)), dimension_numbers=_NHWC)  # (C_in, kh, kw, C_out)
+    return dh, jnp.transpose(dw, (1, 2, 0, 3))
+
+
+_conv_nhwc.defvjp(_conv_nhwc_fwd, _conv_nhwc_bwd)
 
 
 def _max_pool_2x2(h: jax.Array) -> jax.Array:

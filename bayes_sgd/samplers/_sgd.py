@@ -33,6 +33,7 @@ optimiser step: theta <- theta - lr grad L + sqrt(2 lr T) xi, with L the minibat
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -46,6 +47,7 @@ import numpy as np
 import optax
 
 from ..counting import FunctionCounter
+from ..models._cnn import xla_conv_compiler_options
 from ._common import pack_bits_jax, stream_key
 
 # "scan" slots on CPU from this many forward FLOPs per training step (forward_flops x batch).
@@ -262,11 +264,7 @@ class SGDTrainer:
 
     def __init__(self, model, task, settings: SGDSettings, *, stream: jax.Array,
                  slot_layout: str | None = None, train_apply: bool = True):
-        self.model, self.s = model, settings
-        # the model's ``train_apply`` (same outputs, a backward pass tuned for small minibatches,
-        # FCNs) in the training step; False: ``apply`` (the benchmark's baseline)
-        self._train_apply = (model.train_apply if train_apply and hasattr(model, "train_apply")
-                             else model.apply)
+        self.s = settings
         self.stream = stream
         self.x_s = jnp.asarray(task.x_train)
         self.y_s = jnp.asarray(task.y_train, jnp.float32)
@@ -299,6 +297,21 @@ class SGDTrainer:
         self.slot_layout = slot_layout or (
             "scan" if (hasattr(model, "filters") or big_step)
             and jax.default_backend() == "cpu" else "vmap")
+        # CNNs one network at a time on CPU: XLA's own (Eigen) convolution in executables
+        # compiled without YNNPACK's convolutions, 3-4x faster per network than im2col
+        # (``xla_conv_compiler_options``).  A CNN built with ``conv="im2col"`` keeps im2col.
+        self._jit_options = None
+        if (self.slot_layout == "scan" and getattr(model, "conv", None) == "auto"
+                and jax.default_backend() == "cpu"):
+            opts = xla_conv_compiler_options()
+            if opts is not None:
+                model = dataclasses.replace(model, conv="nhwc")
+                self._jit_options = opts or None
+        self.model = model
+        # the model's ``train_apply`` (same outputs, a backward pass tuned for small minibatches,
+        # FCNs) in the training step; False: ``apply`` (the benchmark's baseline)
+        self._train_apply = (model.train_apply if train_apply and hasattr(model, "train_apply")
+                             else model.apply)
         state_b, act_b = slot_memory(model, task.input_shape, self.opt, batch_size=bs,
                                      fit_rows=self.fit_chunk, n_test=self.n_test)
         self.slot_bytes = state_b + act_b
@@ -314,6 +327,12 @@ class SGDTrainer:
                 P_mem = max(1, int(settings.memory_budget_bytes // self.slot_bytes))
             self.P = max(1, min(P, settings.n_runs, P_mem))
         self._build()
+
+    def _jit(self, f, **kw):
+        """``jax.jit`` with the trainer's compiler options (CNN convolutions on CPU)."""
+        if self._jit_options:
+            kw["compiler_options"] = self._jit_options
+        return jax.jit(f, **kw)
 
     # -- per-run randomness ------------------------------------------------------------------
     def _run_key(self, run_id, purpose):
@@ -410,26 +429,32 @@ class SGDTrainer:
                 return one_epoch(d, *st)
 
             if scan:  # one network at a time within the executable
-                def frozen_or_epoch(st):
-                    # A finished run that did not diverge is frozen: one_epoch would return its
-                    # state unchanged (its fit flag was computed on the parameters it still
-                    # holds), so skip it.  Frozen slots wait one to two syncs (8-16 epochs) for
+                def slot_epochs(st):
+                    # All n_epochs of ONE slot, then the next slot (slots are independent, so
+                    # the order of the two loops does not change a number).  A finished run
+                    # that did not diverge is frozen: one_epoch would return its state
+                    # unchanged (its fit flag was computed on the parameters it still holds),
+                    # so its loop stops.  Frozen slots wait one to two syncs (8-16 epochs) for
                     # their harvest in the pipelined ``run``: recomputed, a 1-epoch CNN run at
-                    # |S| = 256 cost 9x its useful work (bench_sgd_images.py).
-                    return jax.lax.cond(st[5] & ~st[6], lambda a: a, lambda a: epoch_of(*a), st)
+                    # |S| = 256 cost 9x its useful work (bench_sgd_images.py).  Slots outside
+                    # the epoch loop, each slot's state is copied in and out of the stacked
+                    # state once per call, not once per epoch (an MNIST FCN slot's is 8 MB:
+                    # ~8 ms per idle slot and epoch when the epoch loop was outside).
+                    def active(c):
+                        return (c[0] < n_epochs) & ~(c[1][5] & ~c[1][6])
 
-                def v_epoch(*st):
-                    return jax.lax.map(frozen_or_epoch, st)
-            else:
-                v_epoch = jax.vmap(epoch_of)
+                    return jax.lax.while_loop(active, lambda c: (c[0] + 1, epoch_of(*c[1])),
+                                              (jnp.zeros((), jnp.int32), st))[1]
+
+                return SlotState(*jax.lax.map(slot_epochs, tuple(state)))
 
             def body(_, st):
-                return SlotState(*v_epoch(*st))
+                return SlotState(*jax.vmap(epoch_of)(*st))
             return jax.lax.fori_loop(0, n_epochs, body, state)
 
         # n_epochs is traced: the sync cadence adapts without recompiling
         self._run_epochs_fn = run_epochs
-        self.run_epochs = _WithData(jax.jit(run_epochs), self)
+        self.run_epochs = _WithData(self._jit(run_epochs), self)
         self._mesh_cache: dict = {}
         self._build_refill()
 
@@ -467,9 +492,9 @@ class SGDTrainer:
             return refill(state, mask, new_ids), functions_on_test(hp, d)
 
         self._refill_fn, self._harvest_fn = refill, harvest_and_refill
-        self.refill = jax.jit(refill)
-        self.harvest_and_refill = _WithData(jax.jit(harvest_and_refill), self)
-        self.functions_on_test = _WithData(jax.jit(functions_on_test), self)
+        self.refill = self._jit(refill)
+        self.harvest_and_refill = _WithData(self._jit(harvest_and_refill), self)
+        self.functions_on_test = _WithData(self._jit(functions_on_test), self)
 
     def mesh_fns(self, devices) -> "MeshFns":
         """``run_epochs``, ``refill`` and ``harvest_and_refill`` as ONE executable each over a
@@ -490,9 +515,9 @@ class SGDTrainer:
 
         def spmd(f, in_specs, **jit_kw):
             # check_vma off: the per-device code is unchanged (no collectives to check)
-            return jax.jit(jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=Spec("d"),
-                                         check_vma=False),
-                           **jit_kw)
+            return self._jit(jax.shard_map(f, mesh=mesh, in_specs=in_specs, out_specs=Spec("d"),
+                                           check_vma=False),
+                             **jit_kw)
 
         # the task's arrays: one replicated copy per device, an argument of the executables
         fns = MeshFns(
