@@ -91,6 +91,10 @@ LAYOUT_CASES = [  # (settings, epochs per sync, at least this many runs fit, div
     # diverging runs: a diverged slot is not frozen (its fit flag is recomputed once)
     (dict(n_runs=4, optimizer="sgd", lr=1e8, batch_size=16, max_epochs=6, slots=2), 2, 0, 1),
 ]
+# the first case runs in the default suite; the 1-epoch and diverging cases (about half of this
+# file's time) in the slow pass
+LAYOUT_PARAMS = [pytest.param(*c, marks=() if i == 0 else pytest.mark.slow)
+                 for i, c in enumerate(LAYOUT_CASES)]
 
 
 def _assert_same_runs(results, n_runs, min_fit, min_div):
@@ -106,7 +110,7 @@ def _assert_same_runs(results, n_runs, min_fit, min_div):
         np.testing.assert_array_equal(counts_a, counts_b)
 
 
-@pytest.mark.parametrize("settings,per_sync,min_fit,min_div", LAYOUT_CASES)
+@pytest.mark.parametrize("settings,per_sync,min_fit,min_div", LAYOUT_PARAMS)
 def test_cnn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
     results = {}
     for layout, conv in (("vmap", "xla"), ("scan", "im2col"), ("scan", "auto")):
@@ -151,7 +155,7 @@ def test_fcn_layout_chosen_by_step_size():
                           stream=stream_key(0, "sgd")).slot_layout == want
 
 
-@pytest.mark.parametrize("settings,per_sync,min_fit,min_div", LAYOUT_CASES)
+@pytest.mark.parametrize("settings,per_sync,min_fit,min_div", LAYOUT_PARAMS)
 def test_fcn_layouts_give_identical_runs(settings, per_sync, min_fit, min_div):
     """The FCN's two layouts on the cases above: the same records and counts (float32
     batched and unbatched products may round differently; on this task no decision flips)."""
