@@ -86,18 +86,23 @@ needs fewer sweeps (another damping schedule) or another jitter policy.
 Issue 14's fifth round: mixed precision (``ep_posterior(precision="mixed")``, the default; the
 ``f32`` column counts the float32 sweeps). Sweeps whose previous residual is >= 1e-3 factorise
 and invert B in float32 (spotrf + strtri of an n = 10,000 SPD test matrix: 4.0-4.3 s against
-7.8-8.7 s for dpotrf + dtrtri, under the lock on two threads), the mean refined once in float64;
-the sweeps that decide convergence are float64. Under the lock, ``--sizes 10000 --blas-threads
-2 --precision both`` (float64 then mixed in one slot), 2026-12-02 15:48 and 15:52 UTC:
-float64 101.6 s / 95.8 s (192 / 180 CPU-s), mixed 79.7 s / 79.5 s (148 / 146 CPU-s): 1.27x and
-1.20x; 9 sweeps both ways (7 of them float32), the same residual path to two digits (0.96,
-0.30, 0.034, 0.0048, 0.0061, 0.0019, 5.4e-4, 3.4e-4, 5.6e-5), log10 P(S) = -615.9555008508
-(float64) and -615.9555008366 (mixed): |Delta| = 1.4e-8; peak RSS 1.90 GB both (the float64
-sweeps' work matrix; a float32 one is half). The float64 path is bit for bit the code before.
-What is left at 10,000 (~80 s): 2 float64 sweeps (~17 s), 7 float32 sweeps (~30 s), the
-jitter policy's float64 Cholesky of K (~4 s; in float32 it could succeed where float64 fails,
-so it stays float64: the jitter decision is unchanged), the warm start's levels (mixed too)
-and the elementwise passes.
+7.8-8.7 s for dpotrf + dtrtri, under the lock on two threads), the mean refined once in float64,
+variances below 1 - (B^-1)_ii = 1e-4 from the explicit form; the sweeps that decide convergence
+are float64. Under the lock, ``--sizes 10000 --blas-threads 2 --precision both`` (float64 then
+mixed in one slot), 2026-12-02 15:48-16:35 UTC, EP s float64 / mixed (CPU-s): the committed
+code 99.0 / 69.8 (185 / 129), 107.3 / 74.3 (203 / 138), 114.6 / 73.0 (214 / 135);
+earlier versions of the change (explicit form below 1e-3: 852 columns at 10,000, ~1.5 s a
+sweep) 101.6 / 79.7, 95.8 / 79.5, 96.6 / 75.2, 96.3 / 75.9. Every run: 9 sweeps both ways (7
+of them float32), the same residual path to two digits (0.96, 0.30, 0.034, 0.0048, 0.0061,
+0.0019, 5.4e-4, 3.4e-4, 5.6e-5), log10 P(S) = -615.9555008508 (float64) and -615.9555008364
+(mixed; -615.955500837 with the earlier versions): |Delta| = 1.4e-8; peak RSS 1.90 GB both (the
+float64 sweeps' work matrix; a float32 one is half). |S| = 5,000 (same slot as 107.3 / 74.3):
+16.5 / 13.1 s, 9 sweeps, log10 P(S) -404.5288695293 / -404.5288695249, 705 / 710 MB.
+The float64 path is bit for bit the code before. Where the 69.8 s go: the jitter policy's
+float64 Cholesky of K plus the warm start (its levels mixed too) 20.0 s (float64: 24.7 s), 7
+float32 sweeps 4.5-5.1 s each (float64 sweeps: 7.8-9.3 s), 2 float64 sweeps 8.9 and 8.2 s. The
+jitter Cholesky stays float64: in float32 it can succeed where float64's fails (and the
+reverse), which would change the jitter decision.
 """
 from __future__ import annotations
 

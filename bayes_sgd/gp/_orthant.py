@@ -347,8 +347,9 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     ~140 s expected idle at 10000, not measured). Memory: K plus one n x n
     work matrix (the parallel variant inverts the factor in place and keeps that inverse):
     peak RSS of the whole benchmark process at n = 10000 1.92 GB (6.3 GB before). Idle, two
-    BLAS threads, n = 10000: 79.7 s and 79.5 s mixed, 101.6 s and 95.8 s float64 (same
-    process type, same lock slots), 9 sweeps (7 float32) and log10 P(S) -615.95550084 both ways.
+    BLAS threads, n = 10000: 69.8 s, 74.3 s and 73.0 s mixed against 99.0 s, 107.3 s and 114.6 s
+    float64 (the same lock slots), 9 sweeps both ways (7 float32), log10 P(S) -615.95550084
+    both ways; n = 5000: 13.1 s against 16.5 s.
     """
     K = _check_K(K_SS, "K_SS")
     n = K.shape[0]
