@@ -1,6 +1,7 @@
 """EP on image training sets: wall time and peak memory of ``ep_posterior`` at |S| = 1k, 5k (10k, 20k).
 
     .venv/bin/python benchmarks/bench_ep_scaling.py [--sizes 1000 5000] [--full] [--json OUT]
+        [--blas-threads 2] [--precision mixed|float64|both] [--cold]
 
 Setting (the paper's MNIST FCN prior): binarised MNIST (label >= 5 -> 1), the first |S| images
 of a random permutation (seed 0) of the MNIST test split (10,000 images; the only split needed,
@@ -81,6 +82,27 @@ the gain (~4 s) is within the spread. The iteration's flops, 7.3e12 (9 x 2n^3/3 
 start's levels + the jitter Cholesky + the warm start's predictive), take 86-92 s at the
 80-85 GFLOP/s OpenBLAS's dpotrf/dtrtri reach on the two cores (dgemm: 97.6): the 90 s floor
 needs fewer sweeps (another damping schedule) or another jitter policy.
+
+Issue 14's fifth round: mixed precision (``ep_posterior(precision="mixed")``, the default; the
+``f32`` column counts the float32 sweeps). Sweeps whose previous residual is >= 1e-3 factorise
+and invert B in float32 (spotrf + strtri of an n = 10,000 SPD test matrix: 4.0-4.3 s against
+7.8-8.7 s for dpotrf + dtrtri, under the lock on two threads), the mean refined once in float64,
+variances below 1 - (B^-1)_ii = 1e-4 from the explicit form; the sweeps that decide convergence
+are float64. Under the lock, ``--sizes 10000 --blas-threads 2 --precision both`` (float64 then
+mixed in one slot), 2026-12-02 15:48-16:35 UTC, EP s float64 / mixed (CPU-s): the committed
+code 99.0 / 69.8 (185 / 129), 107.3 / 74.3 (203 / 138), 114.6 / 73.0 (214 / 135);
+earlier versions of the change (explicit form below 1e-3: 852 columns at 10,000, ~1.5 s a
+sweep) 101.6 / 79.7, 95.8 / 79.5, 96.6 / 75.2, 96.3 / 75.9. Every run: 9 sweeps both ways (7
+of them float32), the same residual path to two digits (0.96, 0.30, 0.034, 0.0048, 0.0061,
+0.0019, 5.4e-4, 3.4e-4, 5.6e-5), log10 P(S) = -615.9555008508 (float64) and -615.9555008364
+(mixed; -615.955500837 with the earlier versions): |Delta| = 1.4e-8; peak RSS 1.90 GB both (the
+float64 sweeps' work matrix; a float32 one is half). |S| = 5,000 (same slot as 107.3 / 74.3):
+16.5 / 13.1 s, 9 sweeps, log10 P(S) -404.5288695293 / -404.5288695249, 705 / 710 MB.
+The float64 path is bit for bit the code before. Where the 69.8 s go: the jitter policy's
+float64 Cholesky of K plus the warm start (its levels mixed too) 20.0 s (float64: 24.7 s), 7
+float32 sweeps 4.5-5.1 s each (float64 sweeps: 7.8-9.3 s), 2 float64 sweeps 8.9 and 8.2 s. The
+jitter Cholesky stays float64: in float32 it can succeed where float64's fails (and the
+reverse), which would change the jitter decision.
 """
 from __future__ import annotations
 
@@ -111,7 +133,7 @@ def _vm_hwm_mb() -> float | None:
 
 
 def worker(n: int, data: str | None, warm_start: bool = True,
-           blas_threads: int | None = 1) -> dict:
+           blas_threads: int | None = 1, precision: str = "mixed") -> dict:
     import tracemalloc
 
     import numpy as np
@@ -137,13 +159,20 @@ def worker(n: int, data: str | None, warm_start: bool = True,
     t_kernel = time.perf_counter() - t0
     tracemalloc.start()
     t0, c0 = time.perf_counter(), time.process_time()
-    st = ep_posterior(K, y, warm_start=warm_start, blas_threads=blas_threads)
+    st = ep_posterior(K, y, warm_start=warm_start, blas_threads=blas_threads,
+                      precision=precision)
     t_ep, cpu_ep = time.perf_counter() - t0, time.process_time() - c0
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return {"n": n, "warm_start": warm_start, "blas_threads": blas_threads, "kernel_s": t_kernel,
+    return {"n": n, "warm_start": warm_start, "blas_threads": blas_threads,
+            "precision": precision, "kernel_s": t_kernel,
             "ep_s": t_ep, "ep_cpu_s": cpu_ep, "ep_sweeps": int(st.n_iter),
             "converged": bool(st.converged), "variant": st.variant,
+            "float32_sweeps": sum(h[5] == "float32" for h in st.history),
+            "residuals": [h[2] for h in st.history],
+            # seconds from the full-size EP's start (after the jitter Cholesky and the warm
+            # start) to the end of each sweep
+            "sweep_end_s": [h[4] for h in st.history],
             "log10_P_S": float(st.log_Z / np.log(10.0)), "jitter": float(st.jitter),
             "rss_base_mb": rss_base, "rss_peak_mb": _rss_mb(), "vm_hwm_mb": _vm_hwm_mb(),
             "py_peak_mb": py_peak / 2**20,
@@ -163,26 +192,34 @@ def main(argv=None) -> int:
     ap.add_argument("--blas-threads", type=int, default=1,
                     help="BLAS threads for EP (default 1: ep_posterior's default, right on "
                          "shared cores; 2 uses both cores of an idle machine)")
+    ap.add_argument("--precision", choices=["mixed", "float64", "both"], default="mixed",
+                    help="ep_posterior(precision=...): 'mixed' (the default: early sweeps in "
+                         "float32), 'float64' (every sweep float64: the path before), or 'both' "
+                         "(float64 then mixed per size, in one slot; prints the ratio)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-cold", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args.worker, args.data, warm_start=not args.worker_cold,
-                                blas_threads=args.blas_threads)))
+                                blas_threads=args.blas_threads, precision=args.precision)))
         return 0
     sizes = sorted(set(args.sizes + ([10_000, 20_000] if args.full else [])))
     print(f"EP scaling on binarised MNIST, analytic NNGP of FCN 784-512-512-1 relu "
           f"(sigma_w={SIGMA_W}, sigma_b={SIGMA_B}); one subprocess per size", flush=True)
-    head = (f"{'|S|':>6} {'start':>5} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} {'conv':>5} "
-            f"{'log10 P(S)':>11} {'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} "
+    head = (f"{'|S|':>6} {'start':>5} {'prec':>7} {'kernel s':>9} {'EP s':>8} {'sweeps':>6} "
+            f"{'f32':>3} {'conv':>5} "
+            f"{'log10 P(S)':>13} {'RSS peak MB':>11} {'(+ over base)':>13} {'py peak MB':>10} "
             f"{'n^2*8B MB':>9} "
             f"{'EP CPU s':>8}")
     print(head, flush=True)
     rows = []
     for n in sizes:
-        for cold in ([True, False] if args.cold else [False]):
+        precs = ["float64", "mixed"] if args.precision == "both" else [args.precision]
+        runs = [(cold, p) for cold in ([True, False] if args.cold else [False]) for p in precs]
+        for cold, prec in runs:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", str(n),
-                   "--blas-threads", str(args.blas_threads)] + (["--worker-cold"] if cold else [])
+                   "--blas-threads", str(args.blas_threads), "--precision", prec] + (
+                ["--worker-cold"] if cold else [])
             if args.data:
                 cmd += ["--data", args.data]
             r = subprocess.run(cmd, capture_output=True, text=True)
@@ -194,13 +231,19 @@ def main(argv=None) -> int:
             if "skipped" in row:
                 print(f"{n:>6} skipped: {row['skipped']}", flush=True)
                 break
-            print(f"{n:>6} {'cold' if cold else 'warm':>5} {row['kernel_s']:>9.2f} "
-                  f"{row['ep_s']:>8.1f} {row['ep_sweeps']:>6} {str(row['converged']):>5} "
-                  f"{row['log10_P_S']:>11.4f} {row['rss_peak_mb']:>11.0f} "
+            print(f"{n:>6} {'cold' if cold else 'warm':>5} {prec:>7} {row['kernel_s']:>9.2f} "
+                  f"{row['ep_s']:>8.1f} {row['ep_sweeps']:>6} {row['float32_sweeps']:>3} "
+                  f"{str(row['converged']):>5} "
+                  f"{row['log10_P_S']:>13.7f} {row['rss_peak_mb']:>11.0f} "
                   f"{row['rss_peak_mb'] - row['rss_base_mb']:>13.0f} {row['py_peak_mb']:>10.0f} "
                   f"{row['dense_nxn_mb']:>9.0f} {row['ep_cpu_s']:>8.1f}", flush=True)
-            if not cold and args.cold:
+            if args.precision == "both" and prec == "mixed":
                 c = rows[-2]
+                print(f"{'':>6} EP time float64 / mixed = {c['ep_s'] / row['ep_s']:.2f}x (CPU "
+                      f"time {c['ep_cpu_s'] / row['ep_cpu_s']:.2f}x); |d log10 P(S)| = "
+                      f"{abs(c['log10_P_S'] - row['log10_P_S']):.1e}", flush=True)
+            if not cold and args.cold and prec == precs[-1]:
+                c = rows[-1 - len(precs)]
                 print(f"{'':>6} EP time cold / warm = {c['ep_s'] / row['ep_s']:.2f}x (CPU time "
                       f"{c['ep_cpu_s'] / row['ep_cpu_s']:.2f}x); "
                       f"|d log10 P(S)| = {abs(c['log10_P_S'] - row['log10_P_S']):.1e}", flush=True)

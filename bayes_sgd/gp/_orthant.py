@@ -222,7 +222,8 @@ def log_orthant_probability(K, signs, method: str = "ep", *, mean=None, **opts) 
     Options by method (keyword-only):
 
     - ``"ep"``: see ``ep_posterior``: ``damping``, ``tol`` (1e-4), ``max_iter``, ``variant``
-      ("auto" | "sequential" | "parallel"), ``parallel_threshold`` (256), ``blas_threads`` (1).
+      ("auto" | "sequential" | "parallel"), ``parallel_threshold`` (256), ``blas_threads`` (1),
+      ``precision`` ("mixed" | "float64").
     - ``"exact"``: ``seed`` (0) or ``rng``, ``releps`` (1e-4, target relative error), ``maxpts``
       (1e5 * n: caps the time; tiny p may then miss ``releps``); n <= EXACT_MAX_DIM.
     - ``"minimax-tilting"``: ``n_samples`` (10_000), ``seed`` (None) or ``rng``; O(n^3) setup
@@ -243,7 +244,7 @@ def log_orthant_probability(K, signs, method: str = "ep", *, mean=None, **opts) 
     if method == "ep":
         o = _pop_opts(opts, dict(damping=None, tol=1e-4, max_iter=None, variant="auto",
                                  parallel_threshold=_ep.PARALLEL_THRESHOLD,
-                                 blas_threads=1), method)
+                                 blas_threads=1, precision="mixed"), method)
         st = ep_posterior(K, s, mean=m, **o)
         return OrthantResult(log_p=st.log_Z, method="ep", jitter=st.jitter, n_iter=st.n_iter,
                              converged=st.converged,
@@ -314,7 +315,7 @@ def _with_zero_variance(K, signs, method, mean, opts) -> OrthantResult:
 def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, max_iter=None,
                  variant: str = "auto", parallel_threshold: int = _ep.PARALLEL_THRESHOLD,
                  blas_threads: int | None = 1, warm_start: bool = True,
-                 verbose: bool = False) -> _ep.EPState:
+                 precision: str = "mixed", verbose: bool = False) -> _ep.EPState:
     """EP approximation ``N(mu, Sigma)`` of ``p(f_S | sign(f_S) = signs_S)``, ``f_S ~ N(mean, K_SS)``.
 
     Returns an ``EPState`` (sites, posterior mean/marginal variances, ``log_Z`` = EP estimate of
@@ -332,6 +333,11 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     ``warm_start``: parallel EP on ``n >= _ep.WARM_START_MIN`` points starts from the sites of
     EP on every other point (recursively; ``_ep.warm_start_sites``) instead of zero: the same
     fixed point and convergence test, fewer full-size sweeps (``n_iter`` counts those).
+    ``precision``: "mixed" (default) runs the parallel variant's early sweeps, those with a
+    residual >= ``_ep.SINGLE_ABOVE`` (1e-3), with a float32 Cholesky and inverse of B (half
+    the time; the mean refined in float64) and the sweeps that decide convergence in float64:
+    the same fixed point, damping and stopping rule (``_ep.run_ep``); "float64" runs every
+    sweep in float64 (the path before). The jitter decision is float64's either way.
 
     Dense linear algebra runs with ``blas_threads`` BLAS threads (default 1: OpenBLAS's threaded
     Cholesky is 10-40x slower than its serial one on shared cores, ~1.8x faster on idle ones;
@@ -340,7 +346,10 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     start, which leaves 9 full-size sweeps at 5000 and 10000 (1.29x less CPU time at 5000;
     ~140 s expected idle at 10000, not measured). Memory: K plus one n x n
     work matrix (the parallel variant inverts the factor in place and keeps that inverse):
-    peak RSS of the whole benchmark process at n = 10000 1.92 GB (6.3 GB before).
+    peak RSS of the whole benchmark process at n = 10000 1.92 GB (6.3 GB before). Idle, two
+    BLAS threads, n = 10000: 69.8 s, 74.3 s and 73.0 s mixed against 99.0 s, 107.3 s and 114.6 s
+    float64 (the same lock slots), 9 sweeps both ways (7 float32), log10 P(S) -615.95550084
+    both ways; n = 5000: 13.1 s against 16.5 s.
     """
     K = _check_K(K_SS, "K_SS")
     n = K.shape[0]
@@ -352,6 +361,8 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
         raise ValueError(f"damping: expected a number in (0, 1], got {damping!r}")
     if not tol > 0:
         raise ValueError(f"tol: expected a positive number, got {tol!r}")
+    if precision not in ("mixed", "float64"):
+        raise ValueError(f"precision: expected 'mixed' or 'float64', got {precision!r}")
     if not isinstance(warm_start, (bool, np.bool_)):
         raise ValueError(f"warm_start: expected True or False, got {warm_start!r}")
     if blas_threads is not None and (isinstance(blas_threads, bool) or
@@ -360,7 +371,7 @@ def ep_posterior(K_SS, signs_S, *, mean=None, damping=None, tol: float = 1e-4, m
     with _blas_threads(blas_threads):
         return _ep_posterior(K, s, m, damping=damping, tol=tol, max_iter=max_iter, variant=variant,
                              parallel_threshold=parallel_threshold, verbose=verbose,
-                             warm_start=bool(warm_start))
+                             warm_start=bool(warm_start), precision=precision)
 
 
 @contextlib.contextmanager
