@@ -37,7 +37,6 @@ RESULTS = os.environ.get("BAYES_SGD_RESULTS", "results/prior_n7/prior")
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 
 from bayes_sgd import plotting, results

@@ -20,8 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-
 from _baselines import (QUICK_CONFIG, banner, chunk_rounds, interleave, numpy_rejection_loop,  # noqa: E402
                         timing_parser, verdict)
 
@@ -42,7 +40,7 @@ def main(argv=None) -> int:
 
     from bayes_sgd.config import load_config
     from bayes_sgd.models import build_model
-    from bayes_sgd.samplers import (EvalLayout, default_chunk_size, make_chunk_fn,
+    from bayes_sgd.samplers import (EvalLayout, make_chunk_fn,
                                     run_rejection_chunks, stream_key)
     from bayes_sgd.counting import FunctionCounter
     from bayes_sgd.samplers import RejectionResult, rejection_chunk_size

@@ -359,7 +359,7 @@ class SGDTrainer:
         return self._data_cache[where]
 
     def _build(self):
-        model, opt, loss, s = self.model, self.opt, self.loss, self.s
+        opt, loss, s = self.opt, self.loss, self.s
         m, bs, n_steps = self.m, self.bs, self.n_steps
         pad = n_steps * bs - m
         max_epochs, after = s.max_epochs, s.epochs_after_fit
