@@ -724,8 +724,8 @@ class _SyncSchedule:
     ``max_sync_seconds`` every later sync is one epoch.  Syncs that compile are not counted:
     the first (the training executable) and those marked with ``compiling`` (each device's
     first harvest).  Counting the first harvest, which compiles ``harvest_and_refill`` (~3 s
-    on 2 cores), had put every run of the small n = 7 net on one epoch per sync: 658 against
-    1,569 runs/s (2·10^4 runs, paper target 6)."""
+    on 2 cores), had put every run of the small n = 7 net on one epoch per sync: 476 against
+    1,212 runs/s (10^5 runs of paper target 6, compilation included)."""
 
     def __init__(self, epochs_per_sync: int, max_sync_seconds: float):
         self.adapt = epochs_per_sync == 0
